@@ -1,0 +1,125 @@
+"""The contract between the runner and a training method.
+
+The runner owns the loop, the clock, the batch order, the record and the files; an algorithm owns
+its model and its update. A subclass declares every parameter it accepts in ``defaults`` (a config
+entry with any other key is an error) and implements :meth:`step`.
+
+Lifecycle, per (run entry, seed)::
+
+    algo = cls(problem, model, **params)      # model: a fresh copy of the seed's initial weights
+    algo.info()                               # static facts recorded once (e.g. effective lr)
+    loop:  metrics = algo.step(x, y)          # one update on a batch (or the full set)
+           algo.evaluate()                    # when an evaluation is due
+           algo.snapshot()                    # every ``snapshot_every`` steps, if not None
+    algo.state_dict() / load_state_dict()     # checkpoints for --resume
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from workbench.registry import ALGORITHMS, ConfigError, closest_hint
+
+
+class Algorithm:
+    """Base class of everything a config's ``runs`` entry can name.
+
+    Class attributes
+    ----------------
+    defaults : dict
+        Every accepted parameter with its default. ``label`` and ``algorithm`` are handled by the
+        runner and never reach the constructor.
+    full_batch : bool
+        True if each step uses the whole training set (convex solve, prox point, JKO); the runner
+        then passes the full tensors and counts one step as one epoch.
+    """
+
+    defaults: dict[str, Any] = {}
+    full_batch: bool = False
+
+    def __init__(self, problem, model: torch.nn.Module, **params):
+        self.problem = problem
+        self.model = model
+        self.params = params
+
+    @classmethod
+    def resolve_params(cls, params: dict) -> dict:
+        """Defaults overlaid with ``params``; an unknown key raises ConfigError naming the closest."""
+        unknown = [k for k in params if k not in cls.defaults]
+        if unknown:
+            name = getattr(cls, "registered_name", cls.__name__)
+            key = unknown[0]
+            raise ConfigError(
+                f"algorithm {name!r} has no parameter {key!r}.{closest_hint(key, cls.defaults)} "
+                f"Its parameters: {', '.join(sorted(cls.defaults)) or '(none)'}"
+            )
+        return {**cls.defaults, **params}
+
+    # -- what subclasses implement -------------------------------------------------------------
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """One update on the batch ``(x, y)``; returns metrics, at least ``train_loss``.
+
+        Values may be 0-d tensors: the runner converts them to floats only when a log is due, so
+        the step loop does not synchronise with the GPU every step.
+        """
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Test metrics (``test_loss``, and ``test_acc`` for classification)."""
+        return self.problem.evaluate(self.model)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """Numpy copies of whatever this family tracks over time (positions, masses, widths)."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """Static facts about this run recorded with it (e.g. the effective step size)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: model weights plus the algorithm's own state."""
+        state = {"model": self.model.state_dict()}
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            state["optimizer"] = optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def register_algorithm(name: str):
+    """Class decorator: register an :class:`Algorithm` subclass under its config name."""
+
+    def decorate(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+            raise TypeError(f"{cls!r} must subclass workbench.algorithm.Algorithm")
+        cls.registered_name = name
+        return ALGORITHMS.register(name)(cls)
+
+    return decorate
+
+
+class OptimizerAlgorithm(Algorithm):
+    """An algorithm that trains the problem's model with one ``torch.optim.Optimizer``.
+
+    Subclasses implement :meth:`build_optimizer`; the step is the usual zero_grad / forward /
+    mean loss / backward / ``optimizer.step()``. The loss is returned as a 0-d tensor (no host sync).
+    """
+
+    def __init__(self, problem, model, **params):
+        super().__init__(problem, model, **params)
+        self.optimizer = self.build_optimizer(model.parameters(), **params)
+
+    def build_optimizer(self, parameters, **params) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def step(self, x, y):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.problem.loss(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return {"train_loss": loss.detach()}
