@@ -1,3 +1,4 @@
-"""Algorithm families. Importing this package registers every algorithm in
-``workbench.registry.ALGORITHMS``; heavy optional dependencies (cvxpy) load only when used."""
-from algorithms import optimizers  # noqa: F401
+"""Algorithm families. Importing this package registers every algorithm (and the family's datasets,
+models and plotters) in ``workbench.registry``; heavy optional dependencies such as cvxpy load only
+when an algorithm that needs them runs."""
+from algorithms import growth, optimizers, shallow  # noqa: F401
