@@ -1,0 +1,13 @@
+"""Shallow (two-layer) ReLU networks: the model, data, initialisations and training algorithms.
+
+Importing the package registers the ``two_layer_relu`` model, the family's datasets and algorithms.
+cvxpy is imported only inside the convex solver's functions.
+"""
+from algorithms.shallow import data, init  # noqa: F401  (registers datasets and the model)
+from algorithms.shallow.model import (TwoLayerReLU, add_bias, gradients, objective, patterns,  # noqa: F401
+                                      predict, regulariser)
+from algorithms.shallow.data import (linear, mnist_pair, noise, random_linear, sinus,  # noqa: F401
+                                     teacher, teacher_network)
+from algorithms.shallow.init import grid, normal, two_layer_relu  # noqa: F401
+
+# -- issue 6 (Wasserstein prox / JKO) exports: appended below by its owner ---------------------
