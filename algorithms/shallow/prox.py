@@ -1,0 +1,269 @@
+r"""Proximal point (Wasserstein / Frobenius) steps on the first layer of a two-layer ReLU network.
+
+One outer step, with ``dist`` one of :mod:`algorithms.shallow.distances` (all normalised as
+(1/m) x sum of squared displacements under the coupling, split by output sign):
+
+.. math::  W_{t+1} \approx \operatorname*{argmin}_V\; F(V) + \frac{1}{2\gamma}\,\mathrm{dist}(V, W_t)
+
+solved by ``inner_steps`` steps of a torch optimizer on V, warm-started at :math:`W_t`. The output
+weights ``a`` stay fixed (they only define the sign split), as in the reference.
+
+Small-gamma limit: the optimality condition of the Frobenius prox is
+:math:`V = W_t - \gamma m \nabla F(V)`, an implicit Euler step of gradient flow with learning rate
+:math:`\eta = \gamma m`; W2 gives the same V as long as no particles cross. The sliced prox moves
+like the W2 prox with :math:`D\gamma` for small isotropic moves (D = particle dimension).
+
+W2 inner steps use a subgradient: the optimal assignment between the current V and the fixed
+:math:`W_t` is re-solved every ``assignment_every`` inner steps and the cost is differentiated
+through it, so a warm-started inner descent is a *local* solver of the (nonconvex) prox problem:
+it follows the assignment as particles cross (two-particle toy of the notes), while the global
+minimiser may be a different permutation.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from algorithms.shallow.distances import DISTANCES, optimal_assignment, random_projections
+from workbench.algorithm import Algorithm, register_algorithm
+from workbench.registry import ConfigError
+
+__all__ = ["ProxPoint", "ReluProx", "INNER_OPTIMIZERS"]
+
+INNER_OPTIMIZERS = {
+    "sgd": lambda params, lr, momentum: torch.optim.SGD(params, lr=lr, momentum=momentum),
+    "adam": lambda params, lr, momentum: torch.optim.Adam(params, lr=lr),
+    "adamw": lambda params, lr, momentum: torch.optim.AdamW(params, lr=lr, weight_decay=0.0),
+}
+
+
+class ProxPoint:
+    r"""Outer proximal-point steps on a parameter ``V`` (m, D), each solved by an inner optimizer.
+
+    Parameters
+    ----------
+    V : torch.nn.Parameter (m, D)
+        The particles; updated in place (it is the warm start of every inner solve).
+    objective : callable () -> 0-d tensor
+        F evaluated at the current value of ``V`` (autograd must reach ``V``).
+    signs : (m,) tensor or None
+        Output weights or their signs, for the sign split of the W2 / sliced distances.
+    distance : "frobenius" | "wasserstein2" | "sliced_wasserstein2"
+    gamma : float > 0
+        Prox parameter of ``F(V) + dist(V, W_t) / (2 gamma)``.
+    inner_steps : int >= 1
+        Maximum number of inner optimizer steps per outer step.
+    inner_optimizer : "sgd" | "adam" | "adamw"; inner_lr, inner_momentum (sgd only)
+    inner_lr_decay : float in (0, 1]
+        Multiply the inner lr by this whenever the inner prox objective did not decrease.
+    inner_tol : float >= 0
+        Stop the inner loop once the gradient norm of the prox objective is <= inner_tol
+        (0: always run ``inner_steps``; a positive value costs one host sync per inner step).
+    reset_inner_state : bool
+        True: each outer step starts with fresh optimizer state (moments) and lr = inner_lr.
+        False: optimizer state and the decayed lr carry over from one outer step to the next.
+    n_projections : int
+        Directions of the sliced distance, drawn once per outer step from ``generator``.
+    assignment_every : int >= 1
+        Inner steps between re-solves of the W2 assignment (1: every step, an exact subgradient).
+    """
+
+    def __init__(self, V: torch.nn.Parameter, objective: Callable[[], torch.Tensor], *, signs=None,
+                 distance: str = "frobenius", gamma: float = 0.1, inner_steps: int = 100,
+                 inner_optimizer: str = "adam", inner_lr: float = 1e-2, inner_momentum: float = 0.0,
+                 inner_lr_decay: float = 1.0, inner_tol: float = 0.0, reset_inner_state: bool = True,
+                 n_projections: int = 128, assignment_every: int = 1,
+                 generator: torch.Generator | None = None):
+        if distance not in DISTANCES:
+            raise ValueError(f"unknown distance {distance!r}; valid: {', '.join(DISTANCES)}")
+        if inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(f"unknown inner_optimizer {inner_optimizer!r}; valid: {', '.join(INNER_OPTIMIZERS)}")
+        if not gamma > 0:
+            raise ValueError(f"gamma must be > 0, got {gamma}")
+        if int(inner_steps) < 1:
+            raise ValueError(f"inner_steps must be >= 1, got {inner_steps}")
+        if not inner_lr > 0:
+            raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
+        if not 0.0 < inner_lr_decay <= 1.0:
+            raise ValueError(f"inner_lr_decay must be in (0, 1], got {inner_lr_decay}")
+        if inner_tol < 0:
+            raise ValueError(f"inner_tol must be >= 0, got {inner_tol}")
+        if int(n_projections) < 1 or int(assignment_every) < 1:
+            raise ValueError("n_projections and assignment_every must be >= 1")
+        if V.dim() != 2:
+            raise ValueError(f"V must be an (m, D) parameter, got shape {tuple(V.shape)}")
+        self.V, self.objective, self.signs = V, objective, signs
+        self.distance, self.gamma = distance, float(gamma)
+        self.inner_steps, self.inner_lr = int(inner_steps), float(inner_lr)
+        self.inner_lr_decay, self.inner_tol = float(inner_lr_decay), float(inner_tol)
+        self.reset_inner_state = bool(reset_inner_state)
+        self.n_projections, self.assignment_every = int(n_projections), int(assignment_every)
+        self.generator = generator
+        self.optimizer = INNER_OPTIMIZERS[inner_optimizer]([V], self.inner_lr, inner_momentum)
+
+    def _distance(self, W_prev, projections, assignment):
+        if self.distance == "frobenius":
+            return DISTANCES["frobenius"](self.V, W_prev)
+        if self.distance == "wasserstein2":
+            return DISTANCES["wasserstein2"](self.V, W_prev, self.signs, assignment=assignment)
+        return DISTANCES["sliced_wasserstein2"](self.V, W_prev, self.signs, projections=projections)
+
+    def step(self) -> dict[str, Any]:
+        """One outer step. Returns the final ``objective``, ``distance``, ``prox_objective``,
+        ``grad_norm`` (0-d tensors), ``inner_steps`` (int) and the inner ``history``: numpy arrays
+        ``objective``, ``distance``, ``lr`` with one entry per inner step plus the final point."""
+        V = self.V
+        W_prev = V.detach().clone()
+        projections = None
+        if self.distance == "sliced_wasserstein2":
+            projections = random_projections(self.n_projections, V.shape[1], self.generator,
+                                             V.dtype, "cpu").to(V.device)
+        if self.reset_inner_state:
+            self.optimizer.state.clear()
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.inner_lr
+        group = self.optimizer.param_groups[0]
+        objs, dists, lrs = [], [], []
+        assignment, previous_total, grad_norm, done = None, math.inf, None, 0
+        for k in range(self.inner_steps + 1):
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.distance == "wasserstein2" and (k % self.assignment_every == 0 or k == self.inner_steps):
+                assignment = optimal_assignment(V, W_prev, self.signs)
+            F = self.objective()
+            D = self._distance(W_prev, projections, assignment)
+            total = F + D / (2.0 * self.gamma)
+            objs.append(F.detach())
+            dists.append(D.detach())
+            lrs.append(group["lr"])
+            total.backward()
+            grad_norm = V.grad.norm()
+            if k == self.inner_steps:
+                break  # the last pass only measures the final point
+            if self.inner_tol > 0 and grad_norm.item() <= self.inner_tol:
+                break
+            if self.inner_lr_decay < 1.0:
+                value = total.item()
+                if value >= previous_total:
+                    for g in self.optimizer.param_groups:
+                        g["lr"] *= self.inner_lr_decay
+                previous_total = value
+            self.optimizer.step()
+            done += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        history = {
+            "objective": torch.stack(objs).cpu().numpy(),
+            "distance": torch.stack(dists).cpu().numpy(),
+            "lr": np.asarray(lrs, dtype=np.float64),
+        }
+        return {"objective": objs[-1], "distance": dists[-1], "prox_objective": objs[-1] + dists[-1] / (2 * self.gamma),
+                "grad_norm": grad_norm.detach(), "inner_steps": done, "history": history}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.generator is not None and "generator" in state:
+            self.generator.set_state(state["generator"])
+
+
+def _positions_and_outputs(model: torch.nn.Module):
+    W, a = getattr(model, "W", None), getattr(model, "a", None)
+    if not isinstance(W, torch.Tensor) or not isinstance(a, torch.Tensor) or W.dim() != 2:
+        raise ConfigError("relu_prox / relu_jko need a two-layer ReLU model with first-layer rows `W` (m, d+1) "
+                          "and output weights `a` (m,), e.g. model='two_layer_relu'")
+    return W, a
+
+
+@register_algorithm("relu_prox")
+class ReluProx(Algorithm):
+    r"""Proximal point on the first layer of a two-layer ReLU network (see the module docstring).
+
+    F(V) = (1/n) sum_i (f(x_i) - y_i)^2 + (beta/2) sum_j (|v_j|^2 + a_j^2) on the full batch;
+    the output weights ``a`` are frozen and define the sign split of the distance.
+    Metrics per outer step: ``train_loss`` (F without the penalty, after the step),
+    ``prox_objective``, ``prox_distance``, ``inner_steps``, ``inner_grad_norm``, ``inner_lr``.
+    Snapshots: neuron positions ``W`` and ``a``, plus the inner-loop curves of the latest outer
+    step (``inner_objective``, ``inner_distance``, ``inner_lr``, ``inner_of_step``), so memory is
+    bounded by (number of snapshots) x ``inner_steps``.
+    """
+
+    full_batch = True
+    defaults = dict(distance="wasserstein2", gamma=0.1, inner_steps=100, inner_optimizer="adam",
+                    inner_lr=1e-2, inner_momentum=0.0, inner_lr_decay=1.0, inner_tol=0.0,
+                    reset_inner_state=True, n_projections=128, assignment_every=1, beta=0.0)
+
+    def __init__(self, problem, model, **params):
+        params = self.resolve_params(params)
+        super().__init__(problem, model, **params)
+        W, a = _positions_and_outputs(model)
+        if not isinstance(W, torch.nn.Parameter):
+            raise ConfigError("relu_prox needs the model's W to be a torch.nn.Parameter")
+        if isinstance(a, torch.nn.Parameter):
+            a.requires_grad_(False)  # the prox moves positions only; a fixes the sign split
+        if params["beta"] < 0:
+            raise ConfigError(f"beta must be >= 0, got {params['beta']}")
+        self.generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
+        self._batch = None
+        try:
+            self.prox = ProxPoint(
+                W, self._objective, signs=a.detach(), distance=params["distance"], gamma=params["gamma"],
+                inner_steps=params["inner_steps"], inner_optimizer=params["inner_optimizer"],
+                inner_lr=params["inner_lr"], inner_momentum=params["inner_momentum"],
+                inner_lr_decay=params["inner_lr_decay"], inner_tol=params["inner_tol"],
+                reset_inner_state=params["reset_inner_state"], n_projections=params["n_projections"],
+                assignment_every=params["assignment_every"], generator=self.generator)
+        except ValueError as err:
+            raise ConfigError(f"relu_prox: {err}") from err
+        self.outer_step = 0
+        self.last_history = None
+
+    def _objective(self) -> torch.Tensor:
+        x, y = self._batch
+        F = self.problem.loss(self.model(x), y)
+        beta = self.params["beta"]
+        if beta:
+            F = F + 0.5 * beta * ((self.model.W ** 2).sum() + (self.model.a ** 2).sum())
+        return F
+
+    def step(self, x, y):
+        self._batch = (x, y)
+        out = self.prox.step()
+        self.outer_step += 1
+        self.last_history = out["history"]
+        with torch.no_grad():
+            loss = self.problem.loss(self.model(x), y)
+        self._batch = None
+        return {"train_loss": loss.detach(), "prox_objective": out["prox_objective"],
+                "prox_distance": out["distance"], "inner_steps": float(out["inner_steps"]),
+                "inner_grad_norm": out["grad_norm"], "inner_lr": float(out["history"]["lr"][-1])}
+
+    def snapshot(self):
+        hist = self.last_history or {"objective": np.zeros(0), "distance": np.zeros(0), "lr": np.zeros(0)}
+        return {"W": self.model.W.detach().cpu().numpy().copy(), "a": self.model.a.detach().cpu().numpy().copy(),
+                "inner_objective": hist["objective"], "inner_distance": hist["distance"],
+                "inner_lr": hist["lr"], "inner_of_step": self.outer_step if self.last_history else 0}
+
+    def info(self):
+        m, D = self.model.W.shape
+        gamma = self.params["gamma"]
+        return {"distance": self.params["distance"], "gamma": gamma, "n_neurons": int(m), "particle_dim": int(D),
+                # V = W - eta grad F(V) in the small-gamma limit (sliced: about D times smaller moves)
+                "implicit_lr": gamma * m, "distance_normalisation": "(1/m) sum_j |v_j - w_sigma(j)|^2, split by sign"}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "prox": self.prox.state_dict(), "outer_step": self.outer_step,
+                "lr": [g["lr"] for g in self.prox.optimizer.param_groups]}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.prox.load_state_dict(state["prox"])
+        self.outer_step = state["outer_step"]
+        for g, lr in zip(self.prox.optimizer.param_groups, state["lr"]):
+            g["lr"] = lr
