@@ -1,0 +1,112 @@
+"""Run an experiment config.
+
+    python main.py experiments/NAME.py [key=value ...]     run a config, overriding names
+    python main.py NAME [key=value ...]                    the same, for experiments/NAME.py
+    python main.py --resume results/RUN_DIR                continue the unfinished runs of a record
+    python main.py --list                                  registered algorithms, datasets, models, experiments
+
+The run folder results/<YYYYmmdd-HHMMSS>_<name>/ receives history.pkl, a copy of the config and the
+comparison plots. Exit code: 0 when every run finished, 1 when some diverged or failed, 2 for a bad
+config, 130 when interrupted (Ctrl-C; resume with --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Gradient Workbench: run an experiment config.",
+        epilog="Example: python main.py experiments/default.py epochs=1 seeds=[0]",
+    )
+    parser.add_argument("config", nargs="?", help="config file (experiments/NAME.py) or NAME")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of config names")
+    parser.add_argument("--list", action="store_true", help="list algorithms, datasets, models and experiments")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the unfinished runs of a run folder")
+    parser.add_argument("--no-plot", action="store_true", help="do not write the plots at the end")
+    args = parser.parse_args(argv)
+    if args.config and "=" in args.config and not args.config.endswith(".py"):
+        args.overrides.insert(0, args.config)
+        args.config = None
+    return args
+
+
+def config_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix != ".py" and not path.exists():
+        candidate = ROOT / "experiments" / f"{name}.py"
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def list_registered() -> str:
+    from workbench.registry import ALGORITHMS, DATASETS, MODELS, load_all
+
+    load_all()
+    lines = []
+    for title, registry in (("algorithms", ALGORITHMS), ("datasets", DATASETS), ("models", MODELS)):
+        lines.append(f"{title}:")
+        for name in sorted(registry):
+            doc = (registry[name].__doc__ or "").strip().splitlines()
+            lines.append(f"  {name:<26} {doc[0] if doc else ''}")
+    lines.append("experiments:")
+    for path in sorted((ROOT / "experiments").glob("*.py")):
+        first = path.read_text(encoding="utf-8").strip().splitlines()
+        summary = first[0].strip('"# ') if first else ""
+        lines.append(f"  {path.relative_to(ROOT).as_posix():<38} {summary}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from workbench.config import load_config
+    from workbench.registry import ConfigError
+    from workbench.runner import Experiment
+
+    if args.list:
+        print(list_registered())
+        return 0
+    try:
+        if args.resume:
+            if args.config or args.overrides:
+                raise ConfigError("--resume continues a record as it was configured; drop the config and overrides")
+            experiment = Experiment.resume(args.resume)
+        else:
+            if not args.config:
+                raise ConfigError("no config given: python main.py experiments/NAME.py [key=value ...] (see --list)")
+            path = config_path(args.config)
+            config = load_config(path, args.overrides)
+            experiment = Experiment.create(config, config_path=path)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"run folder: {experiment.run_dir}")
+    try:
+        code = experiment.run()
+    except ConfigError as exc:  # e.g. a dataset that is not on disk: the record stays readable
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from workbench.summary import summary_table
+
+    print(summary_table(experiment.history))
+    if code == 130:
+        print(f"interrupted; continue with: python main.py --resume {experiment.run_dir}")
+    if not args.no_plot:
+        try:
+            from workbench.plots import plot_record
+
+            for path in plot_record([experiment.run_dir]):
+                print(f"plot: {path}")
+        except Exception as exc:  # plots must never cost the results
+            print(f"warning: plotting failed ({type(exc).__name__}: {exc}); run python plot.py {experiment.run_dir}",
+                  file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: a tiny synthetic config that trains in well under a second."""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A resolved config: 4-class Gaussian clusters, a 20-8-4 MLP, float64, no progress bars."""
+    from workbench.config import DEFAULTS
+
+    config = copy.deepcopy(DEFAULTS)
+    config.update(
+        name="tiny", dataset="synthetic_classification",
+        dataset_args=dict(n=96, n_test=64, d=6, classes=3, seed=1),
+        model="mlp", model_args=dict(hidden=[8]), batch_size=16, epochs=2, seeds=[0],
+        dtype="float64", device="cpu", log_every=2, out_dir=str(tmp_path / "results"),
+        progress=False, save_every=3600.0,
+        runs=[dict(algorithm="sgd", lr=0.1, momentum=0.9), dict(algorithm="persistent_sgd", lr=0.01, decay=0.9)],
+    )
+    return config

@@ -1,0 +1,90 @@
+"""Registered datasets: MNIST-format image sets and small synthetic generators.
+
+Each entry is ``fn(data_dir, subset, **dataset_args) -> DataSplit`` returning CPU tensors; the runner
+moves them once to the run's device and dtype. Images are normalised here, once, never per batch.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.problem import DataSplit
+from workbench.registry import DATASETS, ConfigError
+
+# Training-set pixel statistics (of x / 255), the usual normalisation constants.
+NORMALISATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+
+
+def _image_dataset(name: str, data_dir: Path, subset: int | None, flatten: bool = False) -> DataSplit:
+    from workbench import mnist_files
+
+    try:
+        x_train, y_train, x_test, y_test = mnist_files.load(Path(data_dir), name)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    if subset is not None:
+        x_train, y_train = x_train[:subset], y_train[:subset]
+    mean, std = NORMALISATION[name]
+
+    def to_tensor(images: np.ndarray) -> torch.Tensor:
+        x = (torch.from_numpy(images).float().div_(255.0) - mean) / std
+        return x.reshape(len(images), -1) if flatten else x.unsqueeze(1)  # (n, 784) or (n, 1, 28, 28)
+
+    return DataSplit(
+        to_tensor(x_train), torch.from_numpy(y_train).long(),
+        to_tensor(x_test), torch.from_numpy(y_test).long(),
+        task="classification", n_outputs=10,
+    )
+
+
+@DATASETS.register("mnist")
+def mnist(data_dir, subset=None, flatten=False) -> DataSplit:
+    """MNIST, 60000 / 10000 images of shape (1, 28, 28) (or (784,) with ``flatten=True``),
+    normalised with the training-set mean 0.1307 and std 0.3081."""
+    return _image_dataset("mnist", data_dir, subset, flatten)
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(data_dir, subset=None, flatten=False) -> DataSplit:
+    """Fashion-MNIST (same IDX format and shapes as MNIST), normalised with 0.2860 / 0.3530."""
+    return _image_dataset("fashion_mnist", data_dir, subset, flatten)
+
+
+@DATASETS.register("synthetic_classification")
+def synthetic_classification(data_dir=None, subset=None, n=2048, n_test=512, d=20, classes=4,
+                             separation=2.0, seed=0) -> DataSplit:
+    """Gaussian clusters: class c has mean ``separation * mu_c`` (mu_c random unit vectors in R^d)
+    and identity covariance. Labels are balanced; the data depends only on ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, d, generator=g)
+    centres = separation * centres / centres.norm(dim=1, keepdim=True)
+
+    def sample(count):
+        y = torch.arange(count) % classes
+        y = y[torch.randperm(count, generator=g)]
+        return centres[y] + torch.randn(count, d, generator=g), y
+
+    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_test, y_test = sample(n_test)
+    return DataSplit(x_train, y_train, x_test, y_test, task="classification", n_outputs=classes)
+
+
+@DATASETS.register("synthetic_regression")
+def synthetic_regression(data_dir=None, subset=None, n=2048, n_test=512, d=10, hidden=16,
+                         noise=0.05, seed=0) -> DataSplit:
+    """y = b . tanh(A x / sqrt(d)) + noise * N(0, 1) with x ~ N(0, I_d), A (hidden, d) and
+    b (hidden,) standard normal / sqrt(hidden): a smooth nonlinear target of unit scale."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(hidden, d, generator=g)
+    b = torch.randn(hidden, generator=g) / math.sqrt(hidden)
+
+    def sample(count):
+        x = torch.randn(count, d, generator=g)
+        return x, torch.tanh(x @ A.T / math.sqrt(d)) @ b + noise * torch.randn(count, generator=g)
+
+    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_test, y_test = sample(n_test)
+    return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=1)

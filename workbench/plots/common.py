@@ -1,0 +1,80 @@
+"""Comparison graphs every record gets: one line per run label, mean ± std band over seeds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from workbench.summary import column, group_by_label
+
+# (file name, y key, x key, y label, log y)
+COMPARISONS = (
+    ("train_loss_steps.png", "train_loss", "step", "training loss", True),
+    ("train_loss_epochs.png", "train_loss", "epoch", "training loss", True),
+    ("test_loss.png", "test_loss", "epoch", "test loss", True),
+    ("test_accuracy.png", "test_acc", "epoch", "test accuracy [%]", False),
+)
+
+
+def series(run: dict, key: str, x_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of ``key`` against ``x_key`` for the rows where ``key`` was measured."""
+    metrics = run.get("metrics") or {}
+    if key not in metrics or x_key not in metrics:
+        return np.zeros(0), np.zeros(0)
+    x = np.asarray(metrics[x_key], dtype=float)
+    y = np.asarray(metrics[key], dtype=float)
+    keep = np.isfinite(y) & np.isfinite(x)
+    return x[keep], y[keep]
+
+
+def mean_band(curves: list[tuple[np.ndarray, np.ndarray]]):
+    """Mean and std over seeds on the densest seed's x grid, within the range all seeds cover."""
+    curves = [(x, y) for x, y in curves if x.size]
+    if not curves:
+        return None
+    grid = max(curves, key=lambda c: c[0].size)[0]
+    hi = min(x[-1] for x, _ in curves)
+    grid = grid[grid <= hi]
+    if grid.size == 0:
+        return None
+    ys = np.stack([np.interp(grid, x, y) for x, y in curves])
+    return grid, ys.mean(axis=0), ys.std(axis=0)
+
+
+def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool, ax) -> bool:
+    drawn = False
+    for i, (label, group) in enumerate(group_by_label(runs).items()):
+        band = mean_band([series(r, key, x_key) for r in group])
+        if band is None:
+            continue
+        x, mean, std = band
+        colour = f"C{i % 10}"
+        n = len(group)
+        ax.plot(x, mean, color=colour, label=label if n == 1 else f"{label} (n={n})",
+                marker="o" if x.size < 30 else None, markersize=3)
+        if n > 1:
+            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+        drawn = True
+    if drawn:
+        ax.set_xlabel({"step": "step", "epoch": "epoch", "time": "wall time [s]"}[x_key])
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    return drawn
+
+
+def plot_comparison(runs: list[dict], out_dir: Path) -> list[Path]:
+    paths = []
+    for filename, key, x_key, ylabel, logy in COMPARISONS:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        if plot_metric(runs, key, x_key, ylabel, logy, ax):
+            ax.set_title(f"{ylabel} against {x_key}")
+            fig.tight_layout()
+            path = Path(out_dir) / filename
+            fig.savefig(path, dpi=120)
+            paths.append(path)
+        plt.close(fig)
+    return paths

@@ -1,0 +1,156 @@
+"""Run records on disk (DESIGN.md: run records, contract).
+
+``results/<YYYYmmdd-HHMMSS>_<name>/`` holds ``history.pkl`` (plain dicts, lists, floats, str and
+numpy arrays, readable with the standard library + numpy + torch), a copy of the config file, the
+plots, and ``checkpoints/`` for ``--resume``. Every write goes to a temporary file first and is then
+moved into place with :func:`os.replace`, so a crash never leaves a half-written history.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import math
+import os
+import pickle
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HISTORY = "history.pkl"
+RECORD_VERSION = 1
+_RUN_DIR = re.compile(r"^\d{8}-\d{6}(-\d+)?_")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def new_run_dir(out_dir: str | Path, name: str) -> Path:
+    """A fresh ``<out_dir>/<YYYYmmdd-HHMMSS>_<name>`` (a ``-N`` suffix if that second is taken)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "run"
+    for i in range(1000):
+        candidate = out_dir / (f"{stamp}_{safe}" if i == 0 else f"{stamp}-{i}_{safe}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a run folder in {out_dir}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_history(run_dir: Path, history: dict) -> None:
+    atomic_write_bytes(Path(run_dir) / HISTORY, pickle.dumps(history, protocol=4))
+
+
+def load_history(run_dir: str | Path) -> dict:
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / HISTORY
+    if not path.is_file():
+        raise FileNotFoundError(f"no {HISTORY} in {path.parent}: is it a run folder of results/?")
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def latest_run_dir(out_dir: str | Path = "results") -> Path:
+    """The newest run folder (by its timestamped name) that holds a history."""
+    out_dir = Path(out_dir)
+    candidates = sorted(
+        p for p in out_dir.glob("*") if p.is_dir() and _RUN_DIR.match(p.name) and (p / HISTORY).is_file()
+    ) if out_dir.is_dir() else []
+    if not candidates:
+        raise FileNotFoundError(f"no run folders with a {HISTORY} in {out_dir.resolve()}; run main.py first")
+    return candidates[-1]
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "command": " ".join(sys.argv),
+        "record_version": RECORD_VERSION,
+    }
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        if commit.returncode == 0:
+            env["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env
+
+
+def to_plain(value: Any) -> Any:
+    """Record-safe copy: tensors -> floats or numpy arrays, tuples -> lists, recursively."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        return value.item() if value.ndim == 0 else value.numpy().copy()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool, type(None), np.ndarray)):
+        return value
+    return repr(value)
+
+
+class MetricTable:
+    """Columns of equal length: every row has every key, NaN where a metric was not measured."""
+
+    def __init__(self, columns: dict[str, list] | None = None):
+        self.columns: dict[str, list[float]] = columns if columns is not None else {}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def add_row(self, row: dict[str, float]) -> None:
+        n = len(self)
+        for key in row:
+            if key not in self.columns:
+                self.columns[key] = [math.nan] * n
+        for key, column in self.columns.items():
+            column.append(float(row.get(key, math.nan)))
+
+    def update_last(self, row: dict[str, float]) -> None:
+        """Merge ``row`` into the last row (an evaluation at the step that was just logged)."""
+        n = len(self)
+        for key, value in row.items():
+            if key not in self.columns:
+                self.columns[key] = [math.nan] * n
+            self.columns[key][-1] = float(value)

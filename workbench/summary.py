@@ -1,0 +1,75 @@
+"""The summary table printed by main.py and plot.py: one row per run label, seeds aggregated."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+
+def group_by_label(runs: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run["label"], []).append(run)
+    return groups
+
+
+def column(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of ``key`` in a run's metrics, rows where it was not measured removed."""
+    metrics = run.get("metrics") or {}
+    if key not in metrics or "step" not in metrics:
+        return np.zeros(0), np.zeros(0)
+    x = np.asarray(metrics["step"], dtype=float)
+    y = np.asarray(metrics[key], dtype=float)
+    keep = ~np.isnan(y)
+    return x[keep], y[keep]
+
+
+def _mean_std(values: list[float], fmt: str) -> str:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(float(np.mean(values)), fmt)} ± {format(float(np.std(values)), fmt)}"
+
+
+def summary_rows(runs: list[dict]) -> list[dict[str, str]]:
+    rows = []
+    for label, group in group_by_label(runs).items():
+        accuracy = any(column(r, "test_acc")[1].size for r in group)
+        key = "test_acc" if accuracy else "test_loss"
+        best = np.max if accuracy else np.min
+        finals, bests, times = [], [], []
+        for run in group:
+            values = column(run, key)[1]
+            finals.append(float(values[-1]) if values.size else None)
+            bests.append(float(best(values)) if values.size else None)
+            times.append(column(run, "time")[1][-1] if column(run, "time")[1].size else None)
+        statuses = Counter(r["status"] for r in group)
+        step_size = (group[0].get("info") or {}).get("effective_step_size")
+        fmt = ".2f" if accuracy else ".4g"
+        rows.append({
+            "label": label,
+            "seeds": str(len(group)),
+            "metric": key,
+            "final": _mean_std(finals, fmt),
+            "best": _mean_std(bests, fmt),
+            "time [s]": _mean_std(times, ".1f"),
+            "eff. step": "-" if step_size is None else f"{step_size:.3g}",
+            "status": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+        })
+    return rows
+
+
+def summary_table(history_or_runs) -> str:
+    runs = history_or_runs["runs"] if isinstance(history_or_runs, dict) else history_or_runs
+    rows = summary_rows(runs)
+    if not rows:
+        return "(no runs recorded)"
+    headers = list(rows[0])
+    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in headers}
+    line = "  ".join(h.ljust(widths[h]) for h in headers)
+    out = [line, "  ".join("-" * widths[h] for h in headers)]
+    out += ["  ".join(r[h].ljust(widths[h]) for h in headers) for r in rows]
+    return "\n".join(out)
