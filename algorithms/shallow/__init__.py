@@ -10,4 +10,10 @@ from algorithms.shallow.data import (linear, mnist_pair, noise, random_linear, s
                                      teacher, teacher_network)
 from algorithms.shallow.init import grid, normal, two_layer_relu  # noqa: F401
 
+from algorithms.shallow import convex, indicators, relu_gd  # noqa: F401  (registers relu_convex, relu_gd)
+from algorithms.shallow.convex import (ConvexReLUProblem, ConvexResult, ReLUConvex,  # noqa: F401
+                                       all_patterns_1d, convex_objective, gate_patterns, pattern_set,
+                                       recover, sample_gates, solve_convex, unique_patterns)
+from algorithms.shallow.relu_gd import ReLUGD, make_optimizer  # noqa: F401
+
 # -- issue 6 (Wasserstein prox / JKO) exports: appended below by its owner ---------------------
