@@ -37,7 +37,7 @@ class _StepSizeAlgorithm(OptimizerAlgorithm):
 
 @register_algorithm("sgd")
 class SGDAlgorithm(_StepSizeAlgorithm):
-    """torch.optim.SGD; effective step size lr (1 - dampening) / (1 - momentum)."""
+    """torch.optim.SGD (lr, momentum, dampening, weight_decay, nesterov); step size lr(1-damp.)/(1-mom.)."""
 
     defaults = dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
 
@@ -48,7 +48,7 @@ class SGDAlgorithm(_StepSizeAlgorithm):
 
 @register_algorithm("adamw")
 class AdamWAlgorithm(_StepSizeAlgorithm):
-    """torch.optim.AdamW with decoupled weight decay; no single effective step size (None).
+    """torch.optim.AdamW (lr, betas, eps, weight_decay, amsgrad), fused where possible; step size None.
 
     Uses torch's fused kernel wherever torch supports it for these parameters (CUDA, and CPU since
     torch 2.4: about 2.5x faster per step than the for-loop or foreach kernels for the 784-256-10
@@ -69,7 +69,7 @@ class AdamWAlgorithm(_StepSizeAlgorithm):
 
 @register_algorithm("persistent_sgd")
 class PersistentSGDAlgorithm(_StepSizeAlgorithm):
-    """:class:`PersistentSGD` (heavy-ball momentum); effective step size lr / (1 - decay)."""
+    """PersistentSGD = heavy-ball momentum (lr, decay); effective step size lr / (1 - decay)."""
 
     defaults = dict(lr=0.01, decay=0.99)
 
@@ -79,7 +79,7 @@ class PersistentSGDAlgorithm(_StepSizeAlgorithm):
 
 @register_algorithm("adema")
 class AdEMAAlgorithm(_StepSizeAlgorithm):
-    """:class:`AdEMA` (dampened momentum scaled by 1 - decay); effective step size lr (1 - decay)."""
+    """AdEMA = dampened momentum scaled by 1 - decay (lr, beta, decay); effective step size lr (1 - decay)."""
 
     defaults = dict(lr=1e-3, beta=0.999, decay=0.999)
 
