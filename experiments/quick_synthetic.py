@@ -11,6 +11,6 @@ seeds = [0, 1]
 log_every = 8
 runs = [
     dict(algorithm="persistent_sgd", label="PersistentSGD", lr=0.01, decay=0.9),
-    dict(algorithm="adema", label="AdEMA", lr=1.0, beta=0.9, decay=0.9),
+    dict(algorithm="adema", label="AdEMA", lr=1.0, beta=0.99, decay=0.9),
     dict(algorithm="adamw", label="AdamW", lr=1e-3),
 ]

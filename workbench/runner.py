@@ -352,6 +352,7 @@ class Experiment:
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.problem.device)
         loss_acc += state.loss_sum
         last_metrics: dict[str, Any] = {}
+        perm_on_device = None  # (CPU perm, its copy on the device): one transfer per epoch
         try:
             while True:
                 if total is not None and state.step >= total:
@@ -364,7 +365,9 @@ class Experiment:
                 else:
                     if state.perm is None:
                         state.perm = torch.randperm(n, generator=batch_gen)
-                    idx = state.perm[state.position: state.position + bs].to(self.problem.device)
+                    if perm_on_device is None or perm_on_device[0] is not state.perm:
+                        perm_on_device = (state.perm, state.perm.to(self.problem.device))
+                    idx = perm_on_device[1][state.position: state.position + bs]
                     x, y = data.x_train[idx], data.y_train[idx]
                     state.position += idx.shape[0]
                 step_metrics = algo.step(x, y)
@@ -418,9 +421,11 @@ class Experiment:
                     state.loss_sum = loss_acc.item()
                     self._checkpoint(algo, state, batch_gen, run, metrics)
                     return
+                if finishing:
+                    break
                 if log_due and self._save_due(state):
                     self._checkpoint(algo, state, batch_gen, run, metrics)
-            if not cfg["snapshot_every"] or state.step % cfg["snapshot_every"]:
+            if run["snapshots"].get("step", [None])[-1] != state.step:
                 self._snapshot(algo, state, run)
             run["status"] = "finished"
             self._drop_checkpoint(state)

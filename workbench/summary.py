@@ -55,7 +55,7 @@ def summary_rows(runs: list[dict]) -> list[dict[str, str]]:
             "metric": key,
             "final": _mean_std(finals, fmt),
             "best": _mean_std(bests, fmt),
-            "time [s]": _mean_std(times, ".1f"),
+            "time [s]": _mean_std(times, ".3g"),
             "eff. step": "-" if step_size is None else f"{step_size:.3g}",
             "status": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
         })

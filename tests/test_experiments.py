@@ -1,0 +1,42 @@
+"""Every shipped experiment config loads, names registered algorithms with valid parameters, and
+runs end to end on a tiny budget (CleanRL-style smoke runs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbench import mnist_files
+from workbench.config import load_config
+from workbench.runner import Experiment, plan_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "experiments").glob("*.py"))
+NEEDS_MNIST = ("mnist", "fashion_mnist", "mnist_pair")
+
+
+def test_default_experiment_is_the_reference_comparison():
+    config = load_config(ROOT / "experiments" / "default.py")
+    assert config["dataset"] == "mnist" and config["batch_size"] == 64 and config["epochs"] == 10
+    assert config["model_args"]["hidden"] == [256] and len(config["seeds"]) == 3
+    assert [r["algorithm"] for r in config["runs"]] == ["persistent_sgd", "adema", "adamw"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_experiment_runs_on_a_tiny_budget(path, tmp_path):
+    config = load_config(path, [f"out_dir={tmp_path}", "max_steps=2", "progress=False", "save_every=3600"])
+    plan_runs(config)
+    config["seeds"] = config["seeds"][:1]
+    if config["dataset"] in NEEDS_MNIST:
+        data_dir = Path(config["data_dir"])
+        data_dir = data_dir if data_dir.is_absolute() else ROOT / data_dir
+        try:
+            mnist_files.locate(data_dir, "fashion_mnist" if config["dataset"] == "fashion_mnist" else "mnist")
+        except FileNotFoundError:
+            pytest.skip(f"{config['dataset']} files are not in {data_dir} (setup fetches them)")
+        config["data_dir"] = str(data_dir)
+        config["subset"] = 256
+    experiment = Experiment.create(config)
+    experiment.run()
+    statuses = {run["label"]: (run["status"], run["error"]) for run in experiment.history["runs"]}
+    assert all(status in ("finished", "diverged") for status, _ in statuses.values()), statuses
