@@ -4,7 +4,7 @@ torch.optim.SGD(momentum) as the reference-style implementation, measured in thi
     .venv/bin/python bench/optimizers_foreach.py [--quick]
 
 Prints microseconds per step (best of several repeats) and the ratio for-loop / foreach
-(> 1 means the multi-tensor kernel is faster).
+(> 1 means the multi-tensor kernel is faster), then torch AdamW's loop / foreach / fused kernels.
 """
 from __future__ import annotations
 
@@ -64,6 +64,12 @@ def main() -> None:
             loop = time_step(make(False), shapes, device, n, repeats)
             multi = time_step(make(True), shapes, device, n, repeats)
             print(f"{case:28s} {name:20s} loop {loop:8.1f}  foreach {multi:8.1f}  loop/foreach {loop / multi:5.2f}x")
+    # torch's AdamW kernels (the workbench's ``adamw`` picks fused on CUDA and CPU)
+    shapes = CASES["mlp 784-256-10 (4 tensors)"]
+    t = {kind: time_step(lambda ps, kw=kw: torch.optim.AdamW(ps, lr=1e-3, **kw), shapes, device, n, repeats)
+         for kind, kw in (("loop", dict(foreach=False)), ("foreach", dict(foreach=True)), ("fused", dict(fused=True)))}
+    print(f"{'mlp 784-256-10 (4 tensors)':28s} {'torch AdamW':20s} loop {t['loop']:8.1f}  foreach {t['foreach']:8.1f}"
+          f"  fused {t['fused']:8.1f}  loop/fused {t['loop'] / t['fused']:5.2f}x")
 
 
 if __name__ == "__main__":
