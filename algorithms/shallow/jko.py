@@ -1,0 +1,332 @@
+r"""Entropic JKO steps for masses on a fixed grid of neurons (Peyre 2015), in the log domain.
+
+State: masses :math:`p \ge 0` (N,) on frozen neurons :math:`g_k` (N, D) with fixed signs
+:math:`s_k`; the network is :math:`f_p(x) = \sum_k s_k p_k\,\mathrm{relu}(g_k\cdot\tilde x)` and
+:math:`F(p)` is the convex quadratic of :mod:`algorithms.shallow.jko_prox`. One step, with time
+step :math:`\tau` and entropic parameter :math:`\varepsilon`:
+
+.. math::
+
+    p_{t+1} = \operatorname*{argmin}_p F(p) + \frac1\tau W_\varepsilon(p, p_t),\qquad
+    W_\varepsilon(p, q) = \min_{\pi\ge0,\ \pi 1 = p,\ \pi^\top 1 = q}\langle C,\pi\rangle + \varepsilon\,\mathrm{KL}(\pi|1),
+
+with cost :math:`C_{kl} = \tfrac12\|g_k - g_l\|^2`. The 1/2 makes :math:`W_0/\tau = W_2^2/(2\tau)`,
+so :math:`\tau` is the time step of the gradient flow (the convention of the prox point's
+``F + dist/(2 gamma)``). Dividing by :math:`\varepsilon/\tau`, the step is
+:math:`\min_\pi \mathrm{KL}(\pi|K) + \lambda F(\pi 1)` s.t. :math:`\pi^\top 1 = q`, with the Gibbs
+kernel :math:`K = e^{-C/\varepsilon}` and :math:`\lambda = \tau/\varepsilon`. Its solution is
+:math:`\pi = \mathrm{diag}(a) K \mathrm{diag}(b)` and the generalised Sinkhorn iteration reads
+
+.. math::  a \leftarrow \mathrm{prox}_{\lambda F}^{KL}(Kb) \oslash Kb, \qquad b \leftarrow q \oslash K^\top a,
+
+where :math:`\mathrm{prox}_{\lambda F}^{KL}(z) = \operatorname{argmin}_p \lambda F(p) + \mathrm{KL}(p|z)`
+(:func:`algorithms.shallow.jko_prox.make_prox`). Everything runs on :math:`f = \log a`,
+:math:`g = \log b` and :math:`\log K = -C/\varepsilon` with log-sum-exp reductions, so a small
+:math:`\varepsilon` never underflows the kernel; an optional ``kernel_floor`` replaces
+:math:`\log K` by :math:`\max(\log K, \log\,\mathrm{floor})` (the reference floored K at 1e-6, which
+lets mass jump any distance for about :math:`13.8\varepsilon`); the default 0 means no floor.
+
+Stopping: both marginal residuals :math:`\|a\odot Kb - p\|_1/\sum q` (rows against the last prox
+output) and :math:`\|b\odot K^\top a - q\|_1/\sum q` (columns before the b update) below ``tol``.
+The returned :math:`p_{t+1}` is the row marginal of the final plan, whose columns sum exactly to
+q, so :math:`\sum p_{t+1} = \sum \pi = \sum q` (mass conservation) up to rounding.
+Cost per iteration: two (N, N) log-sum-exp reductions and one prox; no Python loop over the grid.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from algorithms.shallow.jko_prox import PROX_SOLVERS, QuadraticEnergy, make_prox
+from algorithms.shallow.model import TwoLayerReLU, add_bias
+from workbench.algorithm import Algorithm, register_algorithm
+from workbench.registry import MODELS, ConfigError
+
+__all__ = ["cost_matrix", "log_kernel", "JKOResult", "jko_step", "plan", "ReluJKO", "relu_grid"]
+
+F64 = torch.float64
+
+
+def cost_matrix(grid: torch.Tensor) -> torch.Tensor:
+    """C_kl = |g_k - g_l|^2 / 2 for the grid (N, D) -> (N, N), float64, exactly symmetric, zero diagonal."""
+    if grid.dim() != 2:
+        raise ValueError(f"grid must be (N, D), got {tuple(grid.shape)}")
+    g = grid.to(F64)
+    return 0.5 * torch.cdist(g, g).pow(2)
+
+
+def log_kernel(cost: torch.Tensor, epsilon: float, kernel_floor: float = 0.0) -> torch.Tensor:
+    """log K = -C / epsilon, or max(-C/epsilon, log kernel_floor) when kernel_floor > 0."""
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    if not 0.0 <= kernel_floor < 1.0:
+        raise ValueError(f"kernel_floor must be in [0, 1), got {kernel_floor}")
+    logK = -cost / epsilon
+    if kernel_floor > 0:
+        logK = logK.clamp(min=math.log(kernel_floor))
+    return logK
+
+
+@dataclass
+class JKOResult:
+    """p (N,): new masses; f, g (N,): log scalings (plan = exp(f_k + logK_kl + g_l));
+    iterations, converged, residual_p, residual_q, prox_iterations (summed over Sinkhorn iterations),
+    status: "converged" | "max_iter" | "nonfinite"."""
+
+    p: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    iterations: int
+    converged: bool
+    residual_p: float
+    residual_q: float
+    prox_iterations: int
+    status: str
+
+
+def _masked_log(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, torch.log(x.clamp(min=1e-300)), torch.full_like(x, -math.inf))
+
+
+def jko_step(q: torch.Tensor, logK: torch.Tensor, prox: Callable[[torch.Tensor], torch.Tensor], *,
+             max_iter: int = 2000, tol: float = 1e-9, check_every: int = 1,
+             g0: torch.Tensor | None = None) -> JKOResult:
+    r"""One entropic JKO step from masses ``q`` (N,) with log-kernel ``logK`` (N, N, symmetric) and the
+    KL prox ``prox(z) -> p`` of :math:`\lambda F` (module docstring).
+
+    ``g0`` : (N,) warm start for log b (e.g. the previous step's ``g``); default zeros.
+    ``check_every`` : iterations between residual checks (each check is a host sync).
+    Warns when ``max_iter`` is reached, and rolls back to the last finite iterate (status
+    "nonfinite") if the prox returns a negative or non-finite vector.
+    """
+    if q.dim() != 1 or logK.shape != (q.shape[0], q.shape[0]):
+        raise ValueError(f"q must be (N,) and logK (N, N), got {tuple(q.shape)} and {tuple(logK.shape)}")
+    if bool((q < 0).any()) or not bool(torch.isfinite(q).all()):
+        raise ValueError("q must be finite and >= 0")
+    if int(max_iter) < 1 or int(check_every) < 1 or not tol > 0:
+        raise ValueError("need max_iter >= 1, check_every >= 1 and tol > 0")
+    q = q.to(F64)
+    mass = float(q.sum())
+    if mass <= 0:
+        raise ValueError("q has zero total mass")
+    logq = _masked_log(q)
+    g = torch.zeros_like(q) if g0 is None else g0.to(F64).clone()
+    g = torch.where(q > 0, g, torch.full_like(g, -math.inf))
+    f, p = None, None
+    res_p = res_q = math.inf
+    prox_iters, status, check_q = 0, "max_iter", False
+    it = 0
+    log_z = torch.logsumexp(logK + g[None, :], dim=1)  # log(K b)
+    for it in range(1, int(max_iter) + 1):
+        if f is not None and check_q:
+            res_p = float((torch.exp(f + log_z) - p).abs().sum()) / mass
+            if res_p <= tol and res_q <= tol:
+                status = "converged"
+                it -= 1
+                break
+        z = torch.exp(log_z)
+        p_new = prox(z)
+        prox_iters += int(getattr(prox, "iterations", 0) or 0)
+        if not bool(torch.isfinite(p_new).all()) or bool((p_new < 0).any()) or not float(p_new.sum()) > 0:
+            warnings.warn("JKO step: the prox returned a non-finite or negative vector; "
+                          "rolling back to the last finite iterate", RuntimeWarning)
+            status = "nonfinite"
+            it -= 1
+            break
+        p = p_new
+        f = torch.where(p > 0, _masked_log(p) - log_z, torch.full_like(p, -math.inf))
+        log_Ka = torch.logsumexp(logK + f[:, None], dim=0)  # log(K^T a)
+        check_q = it % int(check_every) == 0
+        if check_q:
+            res_q = float((torch.exp(g + log_Ka) - q).abs().sum()) / mass
+        g = torch.where(q > 0, logq - log_Ka, torch.full_like(q, -math.inf))
+        log_z = torch.logsumexp(logK + g[None, :], dim=1)
+    else:
+        if f is not None:
+            res_p = float((torch.exp(f + log_z) - p).abs().sum()) / mass
+            if res_p <= tol and res_q <= tol:
+                status = "converged"
+    if f is None:
+        raise FloatingPointError("JKO step: the first prox evaluation was not finite")
+    if status != "converged" and status != "nonfinite":
+        warnings.warn(f"JKO step: Sinkhorn did not converge in {max_iter} iterations "
+                      f"(residuals {res_p:.2e}, {res_q:.2e} > tol={tol}); increase max_iter or epsilon",
+                      RuntimeWarning)
+    p_out = torch.exp(f + log_z)
+    return JKOResult(p_out, f, g, it, status == "converged", res_p, res_q, prox_iters, status)
+
+
+def plan(result: JKOResult, logK: torch.Tensor) -> torch.Tensor:
+    """The transport plan pi = diag(a) K diag(b) (N, N): rows sum to the new p, columns to q."""
+    return torch.exp(result.f[:, None] + logK + result.g[None, :])
+
+
+# -- a model whose neurons form a JKO grid -----------------------------------------------------
+@MODELS.register("relu_grid")
+def relu_grid(input_shape, n_outputs, kind: str = "circle", n: int = 64, radius: float = 1.0,
+              signs: str = "both", mass: float = 1.0, bump_center: float | None = None,
+              bump_width: float = 0.3) -> TwoLayerReLU:
+    r"""A :class:`TwoLayerReLU` whose neurons are a fixed grid for ``relu_jko`` (1-D inputs, D = 2).
+
+    ``kind="circle"``: n neurons :math:`g_k = r(\cos\theta_k, \sin\theta_k)`, :math:`\theta_k = 2\pi k/n`
+    (a 1-D grid: every kink position and orientation, by positive homogeneity of relu).
+    ``kind="plane"``: an n x n grid of [-radius, radius]^2 (a 2-D grid).
+    ``signs="both"`` duplicates every grid point with output sign +1 and -1 (any signed measure
+    on the grid is reachable); "positive" keeps +1 only.
+    Masses a_k = s_k p_k: uniform with total ``mass``, or, with ``bump_center`` (an angle for the
+    circle, ignored for the plane), a von Mises-like bump exp(cos(theta - c) / width^2).
+    """
+    if tuple(input_shape) != (1,):
+        raise ConfigError(f"relu_grid needs 1-D inputs (a 2-D parameter plane), got input shape {tuple(input_shape)}")
+    if n_outputs != 1:
+        raise ConfigError(f"relu_grid has one output (regression), the dataset has {n_outputs}")
+    if int(n) < 2 or not radius > 0 or not mass > 0:
+        raise ConfigError(f"relu_grid needs n >= 2, radius > 0 and mass > 0, got n={n}, radius={radius}, mass={mass}")
+    if kind == "circle":
+        theta = 2 * math.pi * torch.arange(int(n), dtype=F64) / int(n)
+        G = radius * torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
+        if bump_center is not None:
+            w = torch.exp((torch.cos(theta - bump_center) - 1.0) / bump_width ** 2)
+        else:
+            w = torch.ones(int(n), dtype=F64)
+    elif kind == "plane":
+        axis = torch.linspace(-radius, radius, int(n), dtype=F64)
+        ww, bb = torch.meshgrid(axis, axis, indexing="ij")
+        G = torch.stack([ww.reshape(-1), bb.reshape(-1)], dim=1)
+        w = torch.ones(G.shape[0], dtype=F64)
+    else:
+        raise ConfigError(f"relu_grid kind must be 'circle' or 'plane', got {kind!r}")
+    if signs == "both":
+        G, w = torch.cat([G, G]), torch.cat([w, w])
+        s = torch.cat([torch.ones(G.shape[0] // 2, dtype=F64), -torch.ones(G.shape[0] // 2, dtype=F64)])
+    elif signs == "positive":
+        s = torch.ones(G.shape[0], dtype=F64)
+    else:
+        raise ConfigError(f"relu_grid signs must be 'both' or 'positive', got {signs!r}")
+    p = mass * w / w.sum()
+    return TwoLayerReLU(G, s * p, train_output=False)
+
+
+def grid_kind(grid: np.ndarray) -> str:
+    """'circle' (D = 2, all points at one radius), 'plane' (other D = 2 grids) or 'points'."""
+    if grid.ndim == 2 and grid.shape[1] == 2:
+        r = np.linalg.norm(grid, axis=1)
+        if r.max() > 0 and np.ptp(r) <= 1e-9 * r.max():
+            return "circle"
+        return "plane"
+    return "points"
+
+
+@register_algorithm("relu_jko")
+class ReluJKO(Algorithm):
+    r"""Entropic JKO steps on masses over the model's frozen neurons (module docstring).
+
+    The grid is the model's rows ``W`` (N, D), the signs s = sign(a) (sign 0 counts as +) and the
+    initial masses p = |a| (unnormalised). After each step the model's ``a`` is set to s * p, so
+    the runner's evaluation sees the current network. Metrics per step: ``train_loss`` (the data
+    term of F after the step), ``objective`` (F with beta), ``total_mass``, ``mass_error``
+    (sum p - initial mass), ``sinkhorn_iters``, ``residual_p``, ``residual_q``, ``prox_iters``,
+    ``transport_cost`` (<C, pi>). Snapshots: masses ``p`` and signed outputs ``a``; the grid
+    and signs are in ``info()``.
+    """
+
+    full_batch = True
+    defaults = dict(tau=0.1, epsilon=0.01, prox_solver="torch", max_iter=2000, tol=1e-9, check_every=5,
+                    kernel_floor=0.0, prox_max_iter=None, prox_tol=None, cvxpy_solver="CLARABEL",
+                    beta=0.0, warm_start=True)
+
+    def __init__(self, problem, model, **params):
+        params = self.resolve_params(params)
+        super().__init__(problem, model, **params)
+        from algorithms.shallow.prox import _positions_and_outputs
+
+        W, a = _positions_and_outputs(model)
+        if params["prox_solver"] not in PROX_SOLVERS:
+            raise ConfigError(f"relu_jko: unknown prox_solver {params['prox_solver']!r}; "
+                              f"valid: {', '.join(PROX_SOLVERS)}")
+        for key in ("tau", "epsilon"):
+            if not params[key] > 0:
+                raise ConfigError(f"relu_jko: {key} must be > 0, got {params[key]}")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.grid = W.detach().to(F64)
+        self.signs = torch.where(a.detach() >= 0, 1.0, -1.0).to(F64)
+        self.p = a.detach().abs().to(F64)
+        self.initial_mass = float(self.p.sum())
+        if self.initial_mass <= 0:
+            raise ConfigError("relu_jko: the model's output weights have zero total mass")
+        try:
+            self.logK = log_kernel(cost_matrix(self.grid), params["epsilon"], params["kernel_floor"])
+        except ValueError as err:
+            raise ConfigError(f"relu_jko: {err}") from err
+        self.cost = cost_matrix(self.grid)
+        self.g = None
+        self.prox = None
+        self._data_key = None
+        self._prox_last = None
+
+    def _prox_for(self, x, y):
+        key = (x.data_ptr(), y.data_ptr(), tuple(x.shape))
+        if self.prox is None or key != self._data_key:
+            P = self.params
+            energy = QuadraticEnergy.from_network(self.grid, self.signs, add_bias(x.to(F64)), y.to(F64), P["beta"])
+            options = {}
+            if P["prox_max_iter"] is not None:
+                options["max_iter"] = P["prox_max_iter"]
+            if P["prox_tol"] is not None:
+                options["tol"] = P["prox_tol"]
+            if P["prox_solver"] == "cvxpy":
+                options["solver"] = P["cvxpy_solver"]
+            try:
+                self.prox = make_prox(P["prox_solver"], energy, P["tau"] / P["epsilon"], **options)
+            except ValueError as err:
+                raise ConfigError(f"relu_jko: {err}") from err
+            self._data_key = key
+            if self._prox_last is not None:
+                self.prox._last, self._prox_last = self._prox_last.to(self.grid.device), None
+        return self.prox
+
+    def step(self, x, y):
+        P = self.params
+        prox = self._prox_for(x, y)
+        result = jko_step(self.p, self.logK, prox, max_iter=P["max_iter"], tol=P["tol"],
+                          check_every=P["check_every"], g0=self.g if P["warm_start"] else None)
+        self.p = result.p
+        self.g = result.g
+        with torch.no_grad():
+            self.model.a.copy_((self.signs * self.p).to(self.model.a.dtype))
+            loss = self.problem.loss(self.model(x), y)
+        transport = float((plan(result, self.logK) * self.cost).sum())
+        total = float(self.p.sum())
+        return {"train_loss": loss.detach(), "objective": float(prox.energy.value(self.p)),
+                "total_mass": total, "mass_error": total - self.initial_mass,
+                "sinkhorn_iters": float(result.iterations), "residual_p": result.residual_p,
+                "residual_q": result.residual_q, "prox_iters": float(result.prox_iterations),
+                "transport_cost": transport}
+
+    def snapshot(self):
+        return {"p": self.p.cpu().numpy().copy(), "a": (self.signs * self.p).cpu().numpy().copy()}
+
+    def info(self):
+        grid = self.grid.cpu().numpy().copy()
+        return {"grid": grid, "signs": self.signs.cpu().numpy().copy(), "grid_kind": grid_kind(grid),
+                "initial_mass": self.initial_mass, "lambda": self.params["tau"] / self.params["epsilon"],
+                "cost": "C_kl = |g_k - g_l|^2 / 2", "step": "argmin F(p) + W_eps(p, p_t) / tau"}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "p": self.p.clone(), "signs": self.signs.clone(),
+                "g": None if self.g is None else self.g.clone(), "initial_mass": self.initial_mass,
+                # the prox solver's warm start, so a resumed run repeats the same inner iterates
+                "prox_last": None if self.prox is None or self.prox._last is None else self.prox._last.clone()}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.p, self.signs = state["p"].to(F64), state["signs"].to(F64)
+        self.g = None if state["g"] is None else state["g"].to(F64)
+        self.initial_mass = state["initial_mass"]
+        self._prox_last = state.get("prox_last")
