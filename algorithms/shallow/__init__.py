@@ -17,3 +17,7 @@ from algorithms.shallow.convex import (ConvexReLUProblem, ConvexResult, ReLUConv
 from algorithms.shallow.relu_gd import ReLUGD, make_optimizer  # noqa: F401
 
 # -- issue 6 (Wasserstein prox / JKO) exports: appended below by its owner ---------------------
+from algorithms.shallow.distances import frobenius, sliced_wasserstein2, wasserstein2  # noqa: F401,E402
+from algorithms.shallow.prox import ProxPoint, ReluProx  # noqa: F401,E402  (registers relu_prox)
+from algorithms.shallow.jko_prox import (QuadraticEnergy, make_prox, PROX_SOLVERS)  # noqa: F401,E402
+from algorithms.shallow.jko import ReluJKO, jko_step, log_kernel, cost_matrix  # noqa: F401,E402  (relu_jko, relu_grid)

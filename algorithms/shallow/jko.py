@@ -93,11 +93,13 @@ def _masked_log(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, torch.log(x.clamp(min=1e-300)), torch.full_like(x, -math.inf))
 
 
-def jko_step(q: torch.Tensor, logK: torch.Tensor, prox: Callable[[torch.Tensor], torch.Tensor], *,
+def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
              max_iter: int = 2000, tol: float = 1e-9, check_every: int = 1,
              g0: torch.Tensor | None = None) -> JKOResult:
     r"""One entropic JKO step from masses ``q`` (N,) with log-kernel ``logK`` (N, N, symmetric) and the
-    KL prox ``prox(z) -> p`` of :math:`\lambda F` (module docstring).
+    KL prox of :math:`\lambda F` (module docstring): a :class:`~algorithms.shallow.jko_prox.ProxSolver`
+    (called as ``prox.solve_log(log z)``, so z = K b may exceed the float64 range) or any callable
+    ``prox(z) -> p``.
 
     ``g0`` : (N,) warm start for log b (e.g. the previous step's ``g``); default zeros.
     ``check_every`` : iterations between residual checks (each check is a host sync).
@@ -129,8 +131,11 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox: Callable[[torch.Tensor],
                 status = "converged"
                 it -= 1
                 break
-        z = torch.exp(log_z)
-        p_new = prox(z)
+        try:
+            p_new = prox.solve_log(log_z) if hasattr(prox, "solve_log") else prox(torch.exp(log_z))
+        except FloatingPointError as err:
+            warnings.warn(f"JKO step: the prox failed ({err}); rolling back to the last iterate", RuntimeWarning)
+            p_new = torch.full_like(q, math.nan)
         prox_iters += int(getattr(prox, "iterations", 0) or 0)
         if not bool(torch.isfinite(p_new).all()) or bool((p_new < 0).any()) or not float(p_new.sum()) > 0:
             warnings.warn("JKO step: the prox returned a non-finite or negative vector; "

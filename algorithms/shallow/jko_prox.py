@@ -20,7 +20,7 @@ Three solvers of that one problem:
 * ``torch``: damped Newton on p (Hessian :math:`\lambda H + \mathrm{diag}(1/p)`, Woodbury when
   n < N so a step costs O(N n^2)), with a multiplicative (log-space) update
   :math:`p \leftarrow p\,e^{\alpha\Delta/p}` that keeps p > 0 and Armijo backtracking; no learning rate.
-* ``scipy``: L-BFGS-B on p >= 0 with the analytic gradient.
+* ``scipy``: L-BFGS-B with the analytic gradient, in u = log(p / z) (so p > 0 without bounds).
 * ``cvxpy``: the exponential-cone program, built once with a Parameter for log z (DPP) and re-solved
   with CLARABEL (default) or SCS. cvxpy is imported only here, when this solver is built.
 
@@ -109,7 +109,12 @@ class QuadraticEnergy:
 
 
 class ProxSolver:
-    """Base class: ``solver(z) -> p`` solves prox(z) = argmin_{p>=0} lam F(p) + KL(p | z) (module docstring)."""
+    """Base class: ``solver(z)`` or ``solver.solve_log(log_z)`` returns prox(z) (module docstring).
+
+    The log form is what the JKO iteration uses: z = K b may overflow float64 where b is huge
+    while p = prox(z) stays moderate, so solvers work with log z throughout (entries with
+    log z = -inf, i.e. z = 0, get p = 0).
+    """
 
     def __init__(self, energy: QuadraticEnergy, lam: float, max_iter: int = 200, tol: float = 1e-10,
                  warm_start: bool = True):
@@ -121,50 +126,72 @@ class ProxSolver:
             raise ValueError(f"tol must be > 0, got {tol}")
         self.energy, self.lam = energy, float(lam)
         self.max_iter, self.tol, self.warm_start = int(max_iter), float(tol), bool(warm_start)
-        self.iterations, self.converged, self._last = 0, True, None
+        self.iterations, self.converged, self.last_residual, self._last = 0, True, 0.0, None
 
     def objective(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """lam F(p) + KL(p | z)."""
         return self.lam * self.energy.value(p) + kl_divergence(p, z)
 
-    def optimality_residual(self, p: torch.Tensor, z: torch.Tensor) -> float:
-        """|p * (lam grad F(p) + log(p/z))|_1 / sum z: zero exactly at prox(z) (fixed point p = z exp(-lam grad F))."""
-        pos = (p > 0) & (z > 0)
-        r = self.lam * self.energy.grad(p) + torch.log(p.clamp(min=_P_MIN)) - torch.log(z.clamp(min=_P_MIN))
-        return float((p * r)[pos].abs().sum()) / max(float(z.sum()), _P_MIN)
+    def optimality_residual(self, p: torch.Tensor, log_z: torch.Tensor) -> float:
+        """|p * (lam grad F(p) + log p - log z)|_1 / sum p: zero exactly at the prox (p = z exp(-lam grad F))."""
+        pos = p > 0
+        r = self.lam * self.energy.grad(p) + torch.log(p.clamp(min=_P_MIN)) - log_z
+        return float((p * r)[pos].abs().sum()) / max(float(p.sum()), _P_MIN)
 
-    def _report(self, solver_ok: bool, message: str, p: torch.Tensor, z: torch.Tensor) -> None:
+    def _report(self, solver_ok: bool, message: str, p: torch.Tensor, log_z: torch.Tensor) -> None:
         # Library solvers often stop "inaccurate"/"ABNORMAL" at the float64 limit; judge by optimality.
-        residual = self.optimality_residual(p, z)
+        residual = self.optimality_residual(p, log_z)
+        self.last_residual = residual
         self.converged = solver_ok or residual <= ACCEPT_RESIDUAL
         if residual > WARN_RESIDUAL:
-            warnings.warn(f"{type(self).__name__}: {message}; optimality residual {residual:.2e}", RuntimeWarning)
+            # constant text, so the default warnings filter reports it once per call site, not per iteration
+            warnings.warn(f"{type(self).__name__}: {message}; optimality residual above {WARN_RESIDUAL:g} "
+                          "(see .last_residual)", RuntimeWarning)
 
-    def _start(self, z: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    def _start(self, log_z: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        """Warm start (the previous solution) if usable, else min(z, e^300), on the support."""
         last = self._last
-        if self.warm_start and last is not None and last.shape == z.shape and bool((last[support] > 0).all()):
+        if self.warm_start and last is not None and last.shape == log_z.shape and bool((last[support] > 0).all()):
             return torch.where(support, last, torch.zeros_like(last))
-        return z.clone()
+        return torch.where(support, torch.exp(log_z.clamp(max=300.0)), torch.zeros_like(log_z))
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dim() != 1 or z.shape[0] != self.energy.N:
-            raise ValueError(f"z must have shape ({self.energy.N},), got {tuple(z.shape)}")
-        z = z.to(F64)
-        if bool((z < 0).any()) or not bool(torch.isfinite(z).all()):
-            raise ValueError("z must be finite and >= 0")
-        p = self._solve(z, z > 0)
+        z = torch.as_tensor(z, dtype=F64)
+        if bool((z < 0).any()) or bool(torch.isnan(z).any()):
+            raise ValueError("z must be >= 0")
+        return self.solve_log(torch.where(z > 0, torch.log(z.clamp(min=1e-320)), torch.full_like(z, -math.inf)))
+
+    def solve_log(self, log_z: torch.Tensor) -> torch.Tensor:
+        if log_z.dim() != 1 or log_z.shape[0] != self.energy.N:
+            raise ValueError(f"log z must have shape ({self.energy.N},), got {tuple(log_z.shape)}")
+        log_z = log_z.to(F64)
+        if bool(torch.isnan(log_z).any()) or bool((log_z == math.inf).any()):
+            raise ValueError("log z must not be NaN or +inf")
+        support = log_z > -math.inf
+        if not bool(support.any()):
+            self.iterations, self.converged = 0, True
+            return torch.zeros_like(log_z)
+        p = self._solve(log_z, support)
         self._last = p
         return p
 
-    def _solve(self, z: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    def _solve(self, log_z: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _restricted(self, support: torch.Tensor):
+        """(idx, A_s, V_s, energy restricted to the support)."""
+        idx = torch.nonzero(support).flatten()
+        e = self.energy
+        A_s = e.A[:, idx] if e.A is not None else None
+        V_s = e.V[idx] if e.V is not None else None
+        return idx, A_s, V_s, QuadraticEnergy(A_s, e.y if A_s is not None else None, e.beta, V_s)
 
 
 class TorchNewtonProx(ProxSolver):
     """Damped Newton with multiplicative updates (module docstring).
 
-    Stops when sqrt(decrement^2 / sum z) <= tol, with decrement^2 = -r . Delta the Newton decrement
-    (an L1 bound on the relative mass error of p: |p - p*|_1 / sum z <~ that quantity).
+    Stops when sqrt(decrement^2 / sum p) <= tol, with decrement^2 = -r . Delta the Newton decrement
+    (it bounds the relative L1 error of p, |p - p*|_1 / sum p, to first order).
     """
 
     def __init__(self, energy, lam, max_iter: int = 100, tol: float = 1e-12, warm_start: bool = True):
@@ -184,32 +211,24 @@ class TorchNewtonProx(ProxSolver):
         H = U.T @ U + torch.diag(1.0 / d_inv)
         return -torch.linalg.solve(H, r)
 
-    def _solve(self, z, support):
-        p_full = self._start(z, support)
-        idx = torch.nonzero(support).flatten()
-        if idx.numel() == 0:
-            self.iterations, self.converged = 0, True
-            return torch.zeros_like(z)
-        e = self.energy
-        A_s = e.A[:, idx] if e.A is not None else None
-        V_s = e.V[idx] if e.V is not None else None
-        sub = QuadraticEnergy(A_s, e.y, e.beta, V_s) if A_s is not None else QuadraticEnergy(None, None, e.beta, V_s)
-        zs, logz = z[idx], torch.log(z[idx])
-        mass = float(zs.sum())
-        phi = lambda q: self.lam * sub.value(q) + (torch.xlogy(q, q) - q * logz - q + zs).sum()  # noqa: E731
+    def _solve(self, log_z, support):
+        idx, A_s, _, sub = self._restricted(support)
+        logz = log_z[idx]
+        # phi = lam F(p) + KL(p|z) without the constant sum z (z itself may overflow)
+        phi = lambda q: self.lam * sub.value(q) + (torch.xlogy(q, q) - q * logz - q).sum()  # noqa: E731
         # Start from the warm start, or from its fixed-point image z exp(-lam grad F), whichever is lower
         # (the image is exact for a linear energy, however large lam V is).
-        p = p_full[idx].clamp(min=_P_MIN)
-        image = (zs * torch.exp((-self.lam * sub.grad(p)).clamp(-700.0, 30.0))).clamp(min=_P_MIN)
+        p = self._start(log_z, support)[idx].clamp(min=_P_MIN)
+        image = torch.exp((logz - self.lam * sub.grad(p)).clamp(-700.0, 300.0)).clamp(min=_P_MIN)
         value, value_image = phi(p), phi(image)
-        if torch.isfinite(value_image) and float(value_image) < float(value):
+        if torch.isfinite(value_image) and (not torch.isfinite(value) or float(value_image) < float(value)):
             p, value = image, value_image
         self.converged, self.iterations = False, 0
         for it in range(1, self.max_iter + 1):
             r = self.lam * sub.grad(p) + torch.log(p) - logz
             delta = self._newton_direction(p, r, A_s)
             decrement = -float(r @ delta)  # Newton decrement^2 > 0; phi - phi* ~ decrement / 2
-            if math.sqrt(max(decrement, 0.0) / mass) <= self.tol:
+            if math.sqrt(max(decrement, 0.0) / float(p.sum())) <= self.tol:
                 self.converged = True
                 break
             du = (delta / p).clamp(-50.0, 50.0)
@@ -229,60 +248,60 @@ class TorchNewtonProx(ProxSolver):
         else:
             warnings.warn(f"torch Newton prox did not reach tol={self.tol} in {self.max_iter} iterations",
                           RuntimeWarning)
-        out = torch.zeros_like(z)
+        out = torch.zeros_like(log_z)
         out[idx] = torch.where(p <= _P_MIN, torch.zeros_like(p), p)
+        self.last_residual = self.optimality_residual(out, log_z)
         return out
 
 
 class ScipyProx(ProxSolver):
-    """L-BFGS-B on p >= 0 with the analytic gradient lam grad F(p) + log(p / z) (float64 numpy)."""
+    """L-BFGS-B (scipy) with the analytic gradient, in the variable u = log(p / z) (float64 numpy)."""
 
     def __init__(self, energy, lam, max_iter: int = 20000, tol: float = 1e-14, warm_start: bool = True,
                  memory: int = 30):
         super().__init__(energy, lam, max_iter, tol, warm_start)
         self.memory = int(memory)
 
-    def _solve(self, z, support):
+    def _solve(self, log_z, support):
         from scipy.optimize import minimize
-        from scipy.special import xlogy
 
-        idx = torch.nonzero(support).flatten()
-        out = torch.zeros_like(z)
-        if idx.numel() == 0:
-            self.iterations, self.converged = 0, True
-            return out
-        e = self.energy
-        A = e.A[:, idx].cpu().numpy() if e.A is not None else None
-        yv = e.y.cpu().numpy() if e.A is not None else None
-        V = e.V[idx].cpu().numpy() if e.V is not None else None
-        zs = z[idx].cpu().numpy()
-        logz = np.log(zs)
-        lam, beta, n = self.lam, e.beta, e.n
-        # Scale the KL part by 1 / sum(z) so the objective is O(1) whatever the total mass.
-        scale = 1.0 / zs.sum()
+        idx, _, _, sub = self._restricted(support)
+        A = sub.A.cpu().numpy() if sub.A is not None else None
+        yv = sub.y.cpu().numpy() if sub.A is not None else None
+        V = sub.V.cpu().numpy() if sub.V is not None else None
+        logz = log_z[idx].cpu().numpy()
+        lam, beta, n = self.lam, sub.beta, sub.n
+        start = self._start(log_z, support)[idx].cpu().numpy()
+        scale = 1.0 / max(start.sum(), 1e-300)  # objective O(1) whatever the total mass
 
-        def fun(p):
-            val, grad = xlogy(p, p) - p * logz - p + zs, np.log(np.maximum(p, 1e-300)) - logz
-            val = val.sum()
+        # Variable u = log(p / z) (unbounded): phi = lam F(z e^u) + sum p (u - 1) (+ const),
+        # grad_u = p * (lam grad F(p) + u). Far better conditioned than p-space bounds, where the
+        # KL curvature 1/p spans as many orders of magnitude as p does.
+        def fun(u):
+            p = np.exp(logz + u)
+            val = (p * (u - 1.0)).sum()
+            grad_p = u.copy()
             if A is not None:
                 res = A @ p - yv
                 val += lam * (res @ res) / n
-                grad = grad + lam * (2.0 / n) * (A.T @ res)
+                grad_p += lam * (2.0 / n) * (A.T @ res)
             if beta:
                 val += 0.5 * lam * beta * (p @ p)
-                grad = grad + lam * beta * p
+                grad_p += lam * beta * p
             if V is not None:
                 val += lam * (V @ p)
-                grad = grad + lam * V
-            return val * scale, grad * scale
+                grad_p += lam * V
+            return val * scale, p * grad_p * scale
 
-        p0 = self._start(z, support)[idx].cpu().numpy()
-        res = minimize(fun, p0, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * len(p0),
-                       options={"maxiter": self.max_iter, "maxfun": 2 * self.max_iter, "ftol": self.tol,
-                                "gtol": self.tol, "maxcor": self.memory})
+        u0 = (np.log(np.maximum(start, 1e-300)) - logz).clip(-1400.0, 700.0)
+        with np.errstate(over="ignore"):
+            res = minimize(fun, u0, jac=True, method="L-BFGS-B",
+                           options={"maxiter": self.max_iter, "maxfun": 2 * self.max_iter, "ftol": self.tol,
+                                    "gtol": self.tol, "maxcor": self.memory})
         self.iterations = int(res.nit)
-        out[idx] = torch.as_tensor(res.x, dtype=F64, device=z.device)
-        self._report(bool(res.success), f"L-BFGS-B stopped: {res.message}", out, z)
+        out = torch.zeros_like(log_z)
+        out[idx] = torch.as_tensor(np.exp(logz + res.x), dtype=F64, device=log_z.device)
+        self._report(bool(res.success), f"L-BFGS-B stopped: {res.message}", out, log_z)
         return out
 
 
@@ -314,10 +333,9 @@ class CvxpyProx(ProxSolver):
         terms += [-cp.sum(cp.entr(self._p)), -(self._logz @ self._p), -cp.sum(self._p)]
         self._problem = cp.Problem(cp.Minimize(sum(terms)))
 
-    def _solve(self, z, support):
+    def _solve(self, log_z, support):
         cp = self.cp
-        logz = torch.where(support, torch.log(z), torch.full_like(z, _LOG_TINY)).cpu().numpy()
-        self._logz.value = logz
+        self._logz.value = torch.where(support, log_z, torch.full_like(log_z, _LOG_TINY)).cpu().numpy()
         if self.solver == "CLARABEL":
             opts = dict(max_iter=self.max_iter, tol_gap_abs=self.tol, tol_gap_rel=self.tol, tol_feas=self.tol,
                         tol_ktratio=1e-8)
@@ -328,19 +346,15 @@ class CvxpyProx(ProxSolver):
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
                 self._problem.solve(solver=self.solver, warm_start=self.warm_start, **opts)
         except cp.error.SolverError as err:
-            warnings.warn(f"cvxpy prox ({self.solver}) failed: {err}", RuntimeWarning)
-            self.converged = False
-            return z.clone()
+            raise FloatingPointError(f"cvxpy prox ({self.solver}) failed: {err}") from err
         status = self._problem.status
         stats = self._problem.solver_stats
         self.iterations = int(stats.num_iters) if stats is not None and stats.num_iters is not None else 0
         if self._p.value is None:
-            warnings.warn(f"cvxpy prox ({self.solver}) returned no solution (status {status})", RuntimeWarning)
-            self.converged = False
-            return z.clone()
-        p = torch.as_tensor(np.maximum(self._p.value, 0.0), dtype=F64, device=z.device)
+            raise FloatingPointError(f"cvxpy prox ({self.solver}) returned no solution (status {status})")
+        p = torch.as_tensor(np.maximum(self._p.value, 0.0), dtype=F64, device=log_z.device)
         p = torch.where(support, p, torch.zeros_like(p))
-        self._report(status == cp.OPTIMAL, f"{self.solver} status {status}", p, z)
+        self._report(status == cp.OPTIMAL, f"{self.solver} status {status}", p, log_z)
         return p
 
 
