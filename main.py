@@ -12,6 +12,7 @@ config, 130 when interrupted (Ctrl-C; resume with --resume).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def list_registered() -> str:
         lines.append(f"{title}:")
         for name in sorted(registry):
             doc = (registry[name].__doc__ or "").strip().splitlines()
-            lines.append(f"  {name:<26} {doc[0] if doc else ''}")
+            summary = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc[0]) if doc else ""
+            lines.append(f"  {name:<26} {summary.replace('``', '')}")
     lines.append("experiments:")
     for path in sorted((ROOT / "experiments").glob("*.py")):
         first = path.read_text(encoding="utf-8").strip().splitlines()

@@ -306,3 +306,9 @@ def test_plot_writes_the_comparison_pngs_and_the_summary(tiny_config):
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "sgd lr=0.1 momentum=0.9" in out.stdout and "finished 2" in out.stdout
     assert "±" in out.stdout  # mean ± std over the two seeds
+
+
+def test_bad_hyperparameter_values_fail_before_any_training(tiny_config):
+    tiny_config["runs"] = [dict(algorithm="sgd", lr=0.1), dict(algorithm="adema", decay=1.0)]
+    with pytest.raises(ConfigError, match=r"runs\[1\] \(adema\): .*decay"):
+        run(tiny_config)

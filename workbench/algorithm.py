@@ -56,6 +56,12 @@ class Algorithm:
             )
         return {**cls.defaults, **params}
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """Raise ValueError for parameter values that cannot work (called before any training).
+
+        ``params`` are resolved (every default filled in). The base class accepts everything."""
+
     # -- what subclasses implement -------------------------------------------------------------
     def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """One update on the batch ``(x, y)``; returns metrics, at least ``train_loss``.
@@ -116,6 +122,14 @@ class OptimizerAlgorithm(Algorithm):
 
     def build_optimizer(self, parameters, **params) -> torch.optim.Optimizer:
         raise NotImplementedError
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """Build the optimizer once on a dummy tensor: its own validation runs before training."""
+        probe = cls.__new__(cls)
+        probe.model = torch.nn.Linear(1, 1)
+        probe.problem, probe.params = None, params
+        probe.build_optimizer(probe.model.parameters(), **params)
 
     def step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)

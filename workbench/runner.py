@@ -157,8 +157,9 @@ def plan_runs(config: dict) -> list[dict]:
             raise ConfigError(f"runs[{i}]: {exc}") from None
         try:
             params = cls.resolve_params(entry)
-        except ConfigError as exc:
-            raise ConfigError(f"runs[{i}]: {exc}") from None
+            cls.check_params(params)
+        except (ConfigError, ValueError, TypeError) as exc:
+            raise ConfigError(f"runs[{i}] ({name}): {exc}") from None
         entries.append((name, label or default_label(name, entry), params))
     labels = [label for _, label, _ in entries]
     for k, (name, label, params) in enumerate(entries):
@@ -332,6 +333,9 @@ class Experiment:
             run["error"] = traceback.format_exc()
         finally:
             self.save()
+        if run["status"] in ("failed", "diverged") and self.config["progress"]:
+            reason = run["error"].strip().splitlines()[-1]
+            tqdm.write(f"{spec['label']} seed={spec['seed']}: {run['status']}: {reason}")
 
     def _steps_per_epoch(self, algo: Algorithm) -> int:
         n, bs = self.problem.n_train, self.problem.batch_size
@@ -353,12 +357,10 @@ class Experiment:
         loss_acc += state.loss_sum
         last_metrics: dict[str, Any] = {}
         perm_on_device = None  # (CPU perm, its copy on the device): one transfer per epoch
+        done = (total is not None and state.step >= total) or (
+            cfg["max_time"] is not None and state.elapsed >= cfg["max_time"])  # a resumed run at its budget
         try:
-            while True:
-                if total is not None and state.step >= total:
-                    break
-                if cfg["max_time"] is not None and state.seconds >= cfg["max_time"]:
-                    break
+            while not done:
                 if full:
                     x, y = data.x_train, data.y_train
                     state.position = n
@@ -422,7 +424,7 @@ class Experiment:
                     self._checkpoint(algo, state, batch_gen, run, metrics)
                     return
                 if finishing:
-                    break
+                    break  # the row above recorded the final state
                 if log_due and self._save_due(state):
                     self._checkpoint(algo, state, batch_gen, run, metrics)
             if run["snapshots"].get("step", [None])[-1] != state.step:
