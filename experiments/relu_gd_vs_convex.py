@@ -20,7 +20,7 @@ log_every = 100
 snapshot_every = 200         # neuron positions every 200 steps (bounded memory, smooth animation)
 _beta = 1e-3
 runs = [
-    dict(algorithm="relu_gd", label="GD (both layers)", optimizer="sgd", lr=0.05, beta=_beta,
+    dict(algorithm="relu_gd", label="GD (both layers)", optimizer="sgd", lr=0.02, beta=_beta,
          convex_reference=True),
     dict(algorithm="relu_gd", label="Adam (both layers)", optimizer="adam", lr=1e-3, beta=_beta,
          convex_reference=True),
