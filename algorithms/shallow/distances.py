@@ -113,7 +113,8 @@ def wasserstein2(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | None = 
     _check_pair(V, W, signs)
     if assignment is None:
         assignment = optimal_assignment(V, W, signs)
-    return ((V - W[assignment]) ** 2).sum() / V.shape[0]
+    # index_select: much faster than advanced indexing (and its backward) on CPU
+    return ((V - W.index_select(0, assignment.to(V.device))) ** 2).sum() / V.shape[0]
 
 
 def random_projections(n_projections: int, dim: int, generator: torch.Generator | None = None,
@@ -145,8 +146,8 @@ def sliced_wasserstein2(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | 
     pv, pw = V @ projections.T, W @ projections.T  # (m, L)
     total = V.new_zeros(())
     for group in sign_groups(signs, m, V.device):
-        sv = torch.sort(pv[group], dim=0).values
-        sw = torch.sort(pw[group], dim=0).values
+        sv = torch.sort(pv.index_select(0, group), dim=0).values
+        sw = torch.sort(pw.index_select(0, group), dim=0).values
         total = total + ((sv - sw) ** 2).sum()
     return total / (m * projections.shape[0])
 

@@ -44,6 +44,7 @@ import torch
 
 from algorithms.shallow.jko_prox import PROX_SOLVERS, QuadraticEnergy, make_prox
 from algorithms.shallow.model import TwoLayerReLU, add_bias
+from algorithms.shallow.prox import _positions_and_outputs, _small_data
 from workbench.algorithm import Algorithm, register_algorithm
 from workbench.registry import MODELS, ConfigError
 
@@ -227,6 +228,7 @@ def grid_kind(grid: np.ndarray) -> str:
     return "points"
 
 
+
 @register_algorithm("relu_jko")
 class ReluJKO(Algorithm):
     r"""Entropic JKO steps on masses over the model's frozen neurons (module docstring).
@@ -248,8 +250,6 @@ class ReluJKO(Algorithm):
     def __init__(self, problem, model, **params):
         params = self.resolve_params(params)
         super().__init__(problem, model, **params)
-        from algorithms.shallow.prox import _positions_and_outputs
-
         W, a = _positions_and_outputs(model)
         if params["prox_solver"] not in PROX_SOLVERS:
             raise ConfigError(f"relu_jko: unknown prox_solver {params['prox_solver']!r}; "
@@ -321,7 +321,8 @@ class ReluJKO(Algorithm):
         grid = self.grid.cpu().numpy().copy()
         return {"grid": grid, "signs": self.signs.cpu().numpy().copy(), "grid_kind": grid_kind(grid),
                 "initial_mass": self.initial_mass, "lambda": self.params["tau"] / self.params["epsilon"],
-                "cost": "C_kl = |g_k - g_l|^2 / 2", "step": "argmin F(p) + W_eps(p, p_t) / tau"}
+                "cost": "C_kl = |g_k - g_l|^2 / 2", "step": "argmin F(p) + W_eps(p, p_t) / tau",
+                **_small_data(self.problem)}
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "p": self.p.clone(), "signs": self.signs.clone(),

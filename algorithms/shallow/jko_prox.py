@@ -181,8 +181,8 @@ class ProxSolver:
         """(idx, A_s, V_s, energy restricted to the support)."""
         idx = torch.nonzero(support).flatten()
         e = self.energy
-        A_s = e.A[:, idx] if e.A is not None else None
-        V_s = e.V[idx] if e.V is not None else None
+        A_s = e.A.index_select(1, idx) if e.A is not None else None
+        V_s = e.V.index_select(0, idx) if e.V is not None else None
         return idx, A_s, V_s, QuadraticEnergy(A_s, e.y if A_s is not None else None, e.beta, V_s)
 
 
@@ -212,12 +212,12 @@ class TorchNewtonProx(ProxSolver):
 
     def _solve(self, log_z, support):
         idx, A_s, _, sub = self._restricted(support)
-        logz = log_z[idx]
+        logz = log_z.index_select(0, idx)
         # phi = lam F(p) + KL(p|z) without the constant sum z (z itself may overflow)
         phi = lambda q: self.lam * sub.value(q) + (torch.xlogy(q, q) - q * logz - q).sum()  # noqa: E731
         # Start from the warm start, or from its fixed-point image z exp(-lam grad F), whichever is lower
         # (the image is exact for a linear energy, however large lam V is).
-        p = self._start(log_z, support)[idx].clamp(min=_P_MIN)
+        p = self._start(log_z, support).index_select(0, idx).clamp(min=_P_MIN)
         image = torch.exp((logz - self.lam * sub.grad(p)).clamp(-700.0, 300.0)).clamp(min=_P_MIN)
         value, value_image = phi(p), phi(image)
         if torch.isfinite(value_image) and (not torch.isfinite(value) or float(value_image) < float(value)):
@@ -248,7 +248,7 @@ class TorchNewtonProx(ProxSolver):
             warnings.warn(f"torch Newton prox did not reach tol={self.tol} in {self.max_iter} iterations",
                           RuntimeWarning)
         out = torch.zeros_like(log_z)
-        out[idx] = torch.where(p <= _P_MIN, torch.zeros_like(p), p)
+        out.index_copy_(0, idx, torch.where(p <= _P_MIN, torch.zeros_like(p), p))
         self.last_residual = self.optimality_residual(out, log_z)
         return out
 
@@ -268,9 +268,9 @@ class ScipyProx(ProxSolver):
         A = sub.A.cpu().numpy() if sub.A is not None else None
         yv = sub.y.cpu().numpy() if sub.A is not None else None
         V = sub.V.cpu().numpy() if sub.V is not None else None
-        logz = log_z[idx].cpu().numpy()
+        logz = log_z.index_select(0, idx).cpu().numpy()
         lam, beta, n = self.lam, sub.beta, sub.n
-        start = self._start(log_z, support)[idx].cpu().numpy()
+        start = self._start(log_z, support).index_select(0, idx).cpu().numpy()
         scale = 1.0 / max(start.sum(), 1e-300)  # objective O(1) whatever the total mass
 
         # Variable u = log(p / z) (unbounded): phi = lam F(z e^u) + sum p (u - 1) (+ const),
@@ -299,7 +299,7 @@ class ScipyProx(ProxSolver):
                                     "gtol": self.tol, "maxcor": self.memory})
         self.iterations = int(res.nit)
         out = torch.zeros_like(log_z)
-        out[idx] = torch.as_tensor(np.exp(logz + res.x), dtype=F64, device=log_z.device)
+        out.index_copy_(0, idx, torch.as_tensor(np.exp(logz + res.x), dtype=F64, device=log_z.device))
         self._report(bool(res.success), f"L-BFGS-B stopped: {res.message}", out, log_z)
         return out
 

@@ -181,6 +181,15 @@ def _positions_and_outputs(model: torch.nn.Module):
     return W, a
 
 
+
+def _small_data(problem, limit: int = 2000) -> dict:
+    """The training set as numpy arrays for the plots' output panels, when it is small."""
+    x, y = problem.data.x_train, problem.data.y_train
+    if x.shape[0] > limit:
+        return {}
+    return {"data_x": x.detach().cpu().numpy().copy(), "data_y": y.detach().cpu().numpy().copy()}
+
+
 @register_algorithm("relu_prox")
 class ReluProx(Algorithm):
     r"""Proximal point on the first layer of a two-layer ReLU network (see the module docstring).
@@ -255,7 +264,8 @@ class ReluProx(Algorithm):
         gamma = self.params["gamma"]
         return {"distance": self.params["distance"], "gamma": gamma, "n_neurons": int(m), "particle_dim": int(D),
                 # V = W - eta grad F(V) in the small-gamma limit (sliced: about D times smaller moves)
-                "implicit_lr": gamma * m, "distance_normalisation": "(1/m) sum_j |v_j - w_sigma(j)|^2, split by sign"}
+                "implicit_lr": gamma * m, "distance_normalisation": "(1/m) sum_j |v_j - w_sigma(j)|^2, split by sign",
+                **_small_data(self.problem)}
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "prox": self.prox.state_dict(), "outer_step": self.outer_step,
