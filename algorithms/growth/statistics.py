@@ -1,0 +1,84 @@
+"""Second-moment statistics of one growth site, as per-sample averages.
+
+One growth site is hidden layer l-1 between a *producer* layer (input c) and a *consumer* layer
+(input b, pre-activation a, per-sample gradient g = d ell_i / d a). With biases, c and b carry an
+appended constant 1. Over all samples seen since the last reset (E = (1/n) sum_i):
+
+==========  ===============  ===========
+symbol      definition       shape
+==========  ===============  ===========
+S           E[b b^T]         (p, p)
+M           E[b g^T]         (p, q)
+S2          E[c c^T]         (r, r)
+M2          E[c g^T]         (r, q)
+P           E[c b^T]         (r, p)
+==========  ===============  ===========
+
+The per-sample gradient g comes from the backward of a *sum*-reduced loss (or a mean-reduced one
+multiplied back by the batch size), so the statistics do not depend on how the samples were
+split into batches. Batch products run in the model's dtype; the running sums are float64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def with_ones(x: torch.Tensor, bias: bool) -> torch.Tensor:
+    """[x, 1] of shape (n, d+1) when ``bias``, else x (n, d)."""
+    return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1) if bias else x
+
+
+@dataclass
+class GrowthStatistics:
+    """Running sums of S, M, S2, M2, P for one growth site and the number of samples."""
+
+    r: int
+    p: int
+    q: int
+    device: torch.device | None = None
+    n_samples: int = 0
+    _c_stats: torch.Tensor | None = field(default=None, repr=False)  # (r, r + p + q): [S2 | P | M2] sums
+    _b_stats: torch.Tensor | None = field(default=None, repr=False)  # (p, p + q): [S | M] sums
+
+    def __post_init__(self):
+        self._c_stats = torch.zeros(self.r, self.r + self.p + self.q, dtype=torch.float64, device=self.device)
+        self._b_stats = torch.zeros(self.p, self.p + self.q, dtype=torch.float64, device=self.device)
+
+    @torch.no_grad()
+    def update(self, c: torch.Tensor, b: torch.Tensor, g: torch.Tensor) -> None:
+        """Add one batch: c (n, r), b (n, p), g (n, q) per-sample gradients of the consumer's output."""
+        n = c.shape[0]
+        if c.shape[1] != self.r or b.shape[1] != self.p or g.shape[1] != self.q:
+            raise ValueError(f"batch shapes {tuple(c.shape)}, {tuple(b.shape)}, {tuple(g.shape)} do not "
+                             f"match the site (r={self.r}, p={self.p}, q={self.q})")
+        bg = torch.cat([b, g], dim=1)  # (n, p + q)
+        self._c_stats += (c.T @ torch.cat([c, bg], dim=1)).double()
+        self._b_stats += (b.T @ bg).double()
+        self.n_samples += n
+
+    def _mean(self, block: torch.Tensor) -> torch.Tensor:
+        if self.n_samples == 0:
+            raise RuntimeError("no statistics collected: run forward/backward and update_computation() first")
+        return block / self.n_samples
+
+    @property
+    def S(self) -> torch.Tensor:
+        return self._mean(self._b_stats[:, : self.p])
+
+    @property
+    def M(self) -> torch.Tensor:
+        return self._mean(self._b_stats[:, self.p:])
+
+    @property
+    def S2(self) -> torch.Tensor:
+        return self._mean(self._c_stats[:, : self.r])
+
+    @property
+    def P(self) -> torch.Tensor:
+        return self._mean(self._c_stats[:, self.r: self.r + self.p])
+
+    @property
+    def M2(self) -> torch.Tensor:
+        return self._mean(self._c_stats[:, self.r + self.p:])

@@ -1,0 +1,64 @@
+"""TINY: new neurons that best reduce the expressivity bottleneck (Verbockhaven et al., TMLR 2024).
+
+With the statistics of :mod:`algorithms.growth.statistics` and Delta from
+:func:`algorithms.growth.linalg.optimal_delta`:
+
+1. projected residual  N = E[c v_proj^T] = -M2 + P Delta^T,  shape (r, q)
+   (v_proj = -g + Delta b, the desired change no update of the consumer can make);
+2. Z = S2^{-1/2} N = U diag(lambda) V^T (thin SVD, lambda descending);
+3. keep lambda_i >= min(statistical_threshold, lambda_max) (at least one neuron), at most
+   ``maximum_added_neurons``, hence k <= min(r, q);
+4. alpha = diag(sqrt(lambda_k)) U_k^T S2^{-1/2}  (k, r),   Omega = V_k diag(sqrt(lambda_k))  (q, k),
+
+so Omega alpha is the rank-k minimiser of E|v_proj - Omega alpha c|^2 and, for tiny gamma, the new
+neurons decrease the loss by gamma^2 sigma'(0) (sum lambda_i^2 + kappa).
+"""
+from __future__ import annotations
+
+import torch
+
+from algorithms.growth.linalg import sqrt_inverse_psd
+
+
+def projected_residual(M2: torch.Tensor, P: torch.Tensor | None, delta: torch.Tensor | None) -> torch.Tensor:
+    """N = -M2 + P Delta^T (r, q); without projection (P or Delta None) N = -M2."""
+    N = -M2.double()
+    if P is not None and delta is not None:
+        N = N + P.double() @ delta.double().T
+    return N
+
+
+def select_neurons(singular_values: torch.Tensor, statistical_threshold: float,
+                   maximum_added_neurons: int | None) -> int:
+    """Number k of kept directions: lambda_i >= min(tau, lambda_max), at least 1, at most the cap."""
+    if singular_values.numel() == 0:
+        raise ValueError("no direction to grow: the residual has an empty SVD")
+    tau = min(statistical_threshold, float(singular_values[0]))
+    k = max(1, int((singular_values >= tau).sum()))
+    if maximum_added_neurons is not None:
+        if maximum_added_neurons < 1:
+            raise ValueError(f"maximum_added_neurons must be >= 1, got {maximum_added_neurons}")
+        k = min(k, maximum_added_neurons)
+    return k
+
+
+def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_threshold: float = 1e-3,
+                          maximum_added_neurons: int | None = None, numerical_threshold: float = 1e-6,
+                          ignore_singular_values: bool = False):
+    """alpha (k, r), omega (q, k), singular values (k,) solving the TINY problem (float64).
+
+    S2 None means the identity metric (no covariance); ``ignore_singular_values`` replaces
+    sqrt(lambda) by 1 in both alpha and omega.
+    """
+    N = N.double()
+    S_inv_half = None if S2 is None else sqrt_inverse_psd(S2, numerical_threshold)
+    Z = N if S_inv_half is None else S_inv_half @ N
+    U, lam, Vh = torch.linalg.svd(Z, full_matrices=False)
+    k = select_neurons(lam, statistical_threshold, maximum_added_neurons)
+    U, lam, V = U[:, :k], lam[:k], Vh[:k].T
+    root = torch.ones_like(lam) if ignore_singular_values else lam.sqrt()
+    alpha = root[:, None] * U.T
+    if S_inv_half is not None:
+        alpha = alpha @ S_inv_half
+    omega = V * root[None, :]
+    return alpha, omega, lam
