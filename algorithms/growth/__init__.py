@@ -20,3 +20,5 @@ __all__ = [
     "derivative_at_zero", "gradmax_added_parameters", "gradmax_normalize", "make_activation",
     "optimal_delta", "projected_residual", "sqrt_inverse_psd", "tiny_added_parameters",
 ]
+
+from algorithms.growth import workbench_algorithm  # noqa: E402,F401  registers growth, growing_mlp, datasets

@@ -1,0 +1,322 @@
+"""The workbench's ``growth`` algorithm, the ``growing_mlp`` model and two synthetic datasets.
+
+Between growths the model trains with an ordinary torch.optim optimizer on the runner's batches.
+Every ``grow_every`` steps (or epochs) the algorithm
+
+1. draws ``statistics_samples`` training examples with its own generator and accumulates the
+   growth statistics on them (sum-reduced loss of the problem: cross-entropy, or
+   F = (1/n) sum |f(x) - y|^2, so every statistic is a per-sample average);
+2. computes a proposal per eligible hidden layer (width below ``target_width``) with TINY, GradMax
+   or random outgoing directions, and picks a layer (largest first-order improvement / gradient
+   norm, or round robin);
+3. chooses the amplitude: TINY by a line search over ``gamma_grid`` on the same samples (the growth
+   is skipped when no gamma > 0 lowers the loss, so gamma = 0 is never committed); GradMax and random
+   by the norm rule (outgoing columns = ``gradmax_scale`` x the mean existing outgoing norm,
+   gamma = 1; a loss line search is refused for them because every gamma gives the same loss);
+4. commits the change and carries the optimizer state over (old entries keep their momentum /
+   moments, new entries start from zero).
+
+Metrics per step: ``n_params``, ``width_<i>``; at growth steps (NaN elsewhere):
+``growth_predicted_change`` (first-order prediction -gamma^2 D, kappa included),
+``growth_observed_change`` (loss after - loss before on the statistics samples), ``growth_gamma``,
+``growth_layer``, ``growth_added``, ``growth_d_delta``, ``growth_new_neurons`` and ``growth_kappa``
+(the parts of D). Set the config's ``log_every`` to a divisor of the growth interval so that every
+growth step is a logged row; the snapshots also carry the full list of growth events.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from algorithms.growth.growing_mlp import GrowingMLP
+from algorithms.growth.optimizer_state import carry_optimizer_state
+from workbench.algorithm import Algorithm, register_algorithm
+from workbench.problem import DataSplit
+from workbench.registry import DATASETS, MODELS, ConfigError
+
+EVENT_KEYS = ("step", "layer", "added", "gamma", "predicted_change", "observed_change", "d_delta",
+              "new_neurons", "kappa", "loss_before")
+NAN = float("nan")
+
+
+@MODELS.register("growing_mlp")
+def growing_mlp(input_shape, n_outputs, hidden_size=4, number_hidden_layers=1, activation="relu1",
+                bias=True) -> GrowingMLP:
+    """GrowingMLP(prod(input_shape) -> hidden_size x number_hidden_layers -> n_outputs).
+
+    ``activation="relu1"`` is ReLU with derivative 1 at 0 (needed by GradMax); activity storage is
+    off until the growth algorithm collects statistics."""
+    try:
+        return GrowingMLP(math.prod(input_shape), n_outputs, hidden_size, number_hidden_layers,
+                          activation=activation, use_bias=bias, store_activity=False)
+    except ValueError as exc:
+        raise ConfigError(f"growing_mlp: {exc}") from None
+
+
+@DATASETS.register("student_teacher")
+def student_teacher(data_dir=None, subset=None, n=1000, n_test=1000, d_in=10, hidden=10, d_out=10,
+                    noise=0.0, seed=0) -> DataSplit:
+    """GradMax's student-teacher regression: y = W2 relu(W1 x) (+ noise), no biases,
+    W1 (hidden, d_in), W2 (d_out, hidden) ~ U[-1, 1], x ~ N(0, I_{d_in})."""
+    g = torch.Generator().manual_seed(seed)
+    W1 = torch.rand(hidden, d_in, generator=g) * 2 - 1
+    W2 = torch.rand(d_out, hidden, generator=g) * 2 - 1
+
+    def sample(count):
+        x = torch.randn(count, d_in, generator=g)
+        return x, torch.relu(x @ W1.T) @ W2.T + noise * torch.randn(count, d_out, generator=g)
+
+    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_test, y_test = sample(n_test)
+    return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=d_out,
+                     extras={"teacher": (W1, W2)})
+
+
+@DATASETS.register("multi_sin")
+def multi_sin(data_dir=None, subset=None, n=10000, n_test=1000, d_in=10, d_out=3, seed=0) -> DataSplit:
+    """The GroMo tutorial's target: y_d = sum_i sin((i+1) x_i + d), x ~ N(0, I_{d_in}), d < d_out."""
+    g = torch.Generator().manual_seed(seed)
+    freq = torch.arange(1, d_in + 1, dtype=torch.float32)
+    shift = torch.arange(d_out, dtype=torch.float32)
+
+    def sample(count):
+        x = torch.randn(count, d_in, generator=g)
+        return x, torch.sin(x[:, :, None] * freq[None, :, None] + shift[None, None, :]).sum(dim=1)
+
+    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_test, y_test = sample(n_test)
+    return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=d_out)
+
+
+@register_algorithm("growth")
+class Growth(Algorithm):
+    """Train a ``growing_mlp`` and grow its hidden layers with TINY, GradMax or random neurons.
+
+    Parameters
+    ----------
+    method : "tiny" | "gradmax" | "random" | "none" (no growth: a fixed-size baseline)
+    grow_every : growth interval (0: never), in ``grow_unit`` ("steps" or "epochs")
+    neurons_per_growth : at most this many neurons per growth (TINY / GradMax also keep only
+        singular values >= min(statistical_threshold, lambda_max), and k <= min(r, q))
+    target_width : int or one int per hidden layer; a layer stops growing there
+    start_width : None (the model's widths) or int / list: rebuild the model at these widths before
+        training (the way to give a fixed-size baseline its width within one config)
+    layer_choice : "best" (largest D, or gradient norm for GradMax / random) or "round_robin"
+    amplitude : "auto" (TINY: line_search, GradMax / random: norm), "line_search", "norm", "unit"
+        (gamma = 1 as solved)
+    gamma_grid : candidate gammas (> 0) of the line search
+    gradmax_scale : norm rule factor for GradMax / random outgoing weights
+    statistics_samples : training examples used for the statistics and the line search
+    statistical_threshold : TINY / GradMax singular value threshold
+    optimizer, optimizer_args : torch.optim class name and its keyword arguments
+    """
+
+    defaults = dict(method="tiny", grow_every=100, grow_unit="steps", neurons_per_growth=2,
+                    target_width=64, start_width=None, layer_choice="best", amplitude="auto",
+                    gamma_grid=[1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0],
+                    gradmax_scale=0.5, statistics_samples=1024, statistical_threshold=1e-3,
+                    optimizer="SGD", optimizer_args={"lr": 0.01})
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        method = params["method"]
+        if method not in ("tiny", "gradmax", "random", "none"):
+            raise ValueError(f"method must be tiny, gradmax, random or none, got {method!r}")
+        if params["grow_unit"] not in ("steps", "epochs"):
+            raise ValueError(f"grow_unit must be 'steps' or 'epochs', got {params['grow_unit']!r}")
+        if not isinstance(params["grow_every"], int) or params["grow_every"] < 0:
+            raise ValueError(f"grow_every must be an int >= 0, got {params['grow_every']!r}")
+        if not isinstance(params["neurons_per_growth"], int) or params["neurons_per_growth"] < 1:
+            raise ValueError(f"neurons_per_growth must be an int >= 1, got {params['neurons_per_growth']!r}")
+        if params["layer_choice"] not in ("best", "round_robin"):
+            raise ValueError(f"layer_choice must be 'best' or 'round_robin', got {params['layer_choice']!r}")
+        amplitude = cls._amplitude_rule(method, params["amplitude"])
+        if method in ("gradmax", "random") and amplitude == "line_search":
+            raise ValueError(f"{method} neurons preserve the function: every gamma gives the same loss, "
+                             "so a line search cannot set their amplitude; use amplitude='norm'")
+        if method == "tiny" and amplitude == "norm":
+            raise ValueError("amplitude='norm' is GradMax's rule; TINY uses 'line_search' or 'unit'")
+        grid = params["gamma_grid"]
+        if not grid or any(not isinstance(g, (int, float)) or not g > 0 for g in grid):
+            raise ValueError(f"gamma_grid must be a non-empty list of gammas > 0, got {grid!r}")
+        if not params["gradmax_scale"] > 0:
+            raise ValueError(f"gradmax_scale must be > 0, got {params['gradmax_scale']!r}")
+        if not isinstance(params["statistics_samples"], int) or params["statistics_samples"] < 1:
+            raise ValueError(f"statistics_samples must be an int >= 1, got {params['statistics_samples']!r}")
+        if params["statistical_threshold"] < 0:
+            raise ValueError("statistical_threshold must be >= 0")
+        cls._optimizer_class(params["optimizer"])(torch.nn.Linear(1, 1).parameters(), **params["optimizer_args"])
+
+    @staticmethod
+    def _amplitude_rule(method: str, amplitude: str) -> str:
+        if amplitude not in ("auto", "line_search", "norm", "unit"):
+            raise ValueError(f"amplitude must be auto, line_search, norm or unit, got {amplitude!r}")
+        if amplitude == "auto":
+            return "line_search" if method == "tiny" else "norm"
+        return amplitude
+
+    @staticmethod
+    def _optimizer_class(name: str):
+        cls = getattr(torch.optim, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise ValueError(f"optimizer must name a torch.optim class (SGD, Adam, AdamW, ...), got {name!r}")
+        return cls
+
+    def __init__(self, problem, model, **params):
+        super().__init__(problem, model, **params)
+        if not isinstance(model, GrowingMLP):
+            raise ConfigError("the growth algorithm needs model='growing_mlp'")
+        p = self.params = {**self.defaults, **params}
+        self.check_params(p)
+        self.amplitude = self._amplitude_rule(p["method"], p["amplitude"])
+        n_layers = model.number_hidden_layers
+        if p["start_width"] is not None:
+            start = p["start_width"]
+            model.resize([start] * n_layers if isinstance(start, int) else list(start))
+        target = p["target_width"]
+        self.target = [target] * n_layers if isinstance(target, int) else list(target)
+        if len(self.target) != n_layers:
+            raise ConfigError(f"target_width needs {n_layers} widths, got {target!r}")
+        model.store_activity = False
+        bs = problem.batch_size
+        steps_per_epoch = 1 if bs is None else math.ceil(problem.n_train / bs)
+        self.interval = p["grow_every"] * (steps_per_epoch if p["grow_unit"] == "epochs" else 1)
+        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+        self.step_count = 0
+        self.round_robin = 0
+        self.events = {key: [] for key in EVENT_KEYS}
+        self.optimizer = self._optimizer_class(p["optimizer"])(model.parameters(), **p["optimizer_args"])
+
+    # -- training ------------------------------------------------------------------------------
+    def step(self, x, y):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.problem.loss(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        self.step_count += 1
+        metrics = {"train_loss": loss.detach()}
+        event = None
+        if self.params["method"] != "none" and self.interval and self.step_count % self.interval == 0:
+            event = self.grow()
+        metrics.update(self._width_metrics())
+        for key in EVENT_KEYS[1:-1]:
+            metrics[f"growth_{key}"] = NAN if event is None else event[key]
+        return metrics
+
+    def _width_metrics(self) -> dict:
+        out = {f"width_{i}": float(h) for i, h in enumerate(self.model.hidden_sizes)}
+        out["n_params"] = float(self.model.number_of_parameters())
+        return out
+
+    def _eligible(self) -> list[int]:
+        return [i for i, h in enumerate(self.model.hidden_sizes) if h < self.target[i]]
+
+    def _sample(self):
+        data = self.problem.data
+        n = data.x_train.shape[0]
+        k = min(self.params["statistics_samples"], n)
+        idx = torch.randperm(n, generator=self.generator)[:k].to(data.x_train.device)
+        return data.x_train[idx], data.y_train[idx]
+
+    def _chunks(self, x, y):
+        size = self.problem.eval_batch_size
+        for start in range(0, x.shape[0], size):
+            yield x[start:start + size], y[start:start + size]
+
+    @torch.no_grad()
+    def _loss_on(self, x, y, forward) -> float:
+        total = sum(float(self.problem.loss(forward(xb), yb, reduction="sum")) for xb, yb in self._chunks(x, y))
+        return total / x.shape[0]
+
+    def grow(self) -> dict | None:
+        """One growth (statistics, proposal, amplitude, commit); returns the event or None."""
+        p, model = self.params, self.model
+        eligible = self._eligible()
+        if not eligible:
+            return None
+        if p["layer_choice"] == "round_robin":
+            layers = sorted(eligible, key=lambda i: (i - self.round_robin) % model.number_hidden_layers)[:1]
+            self.round_robin = (layers[0] + 1) % model.number_hidden_layers
+        else:
+            layers = eligible
+        x, y = self._sample()
+        model.growing_layers = layers
+        model.init_computation()
+        for xb, yb in self._chunks(x, y):
+            model.zero_grad(set_to_none=True)
+            self.problem.loss(model(xb), yb, reduction="sum").backward()
+            model.update_computation()
+        model.zero_grad(set_to_none=True)
+        was_training = model.training
+        method = p["method"]
+        proposals = model.compute_optimal_updates(
+            maximum_added_neurons=p["neurons_per_growth"], initialization_method=method,
+            statistical_threshold=p["statistical_threshold"],
+            gradmax_scale=p["gradmax_scale"] if self.amplitude == "norm" else None,
+            generator=self.generator)
+        model.reset_computation()
+        model.growing_layers = list(range(model.number_hidden_layers))
+        for i, proposal in proposals.items():
+            room = self.target[i] - model.hidden_sizes[i]
+            if proposal.n_neurons > room:
+                proposal.sub_select(room)
+        layer = model.select_best_update()
+        proposal = model.proposals[layer]
+        loss_before = self._loss_on(x, y, model)
+        gamma = 1.0
+        if self.amplitude == "line_search":
+            best_gamma, best_loss = None, loss_before
+            for g in p["gamma_grid"]:
+                model.set_scaling_factor(g)
+                loss = self._loss_on(x, y, model.extended_forward)
+                if math.isfinite(loss) and loss < best_loss:
+                    best_gamma, best_loss = g, loss
+            if best_gamma is None:  # no gamma > 0 helps: skip rather than commit gamma = 0
+                model.delete_update()
+                warnings.warn(f"growth at step {self.step_count} skipped: no gamma in the grid lowers the loss",
+                              RuntimeWarning, stacklevel=2)
+                return None
+            gamma = best_gamma
+        model.set_scaling_factor(gamma)
+        predicted = -proposal.predicted_decrease()
+        event = {"step": self.step_count, "layer": float(layer), "added": float(proposal.n_neurons),
+                 "gamma": gamma, "predicted_change": predicted, "d_delta": gamma ** 2 * proposal.d_delta,
+                 "new_neurons": gamma ** 2 * proposal.sigma_prime * proposal.lambda_term,
+                 "kappa": gamma ** 2 * proposal.sigma_prime * proposal.kappa, "loss_before": loss_before}
+        if proposal.delta is None:
+            event["d_delta"] = 0.0
+        carry_optimizer_state(self.optimizer, model.apply_change())
+        model.train(was_training)
+        event["observed_change"] = self._loss_on(x, y, model) - loss_before
+        for key in EVENT_KEYS:
+            self.events[key].append(event[key])
+        return event
+
+    # -- records -------------------------------------------------------------------------------
+    def snapshot(self):
+        return {"widths": list(self.model.hidden_sizes), "n_params": self.model.number_of_parameters(),
+                "events": {k: list(v) for k, v in self.events.items()}}
+
+    def info(self):
+        return {"method": self.params["method"], "amplitude": self.amplitude,
+                "initial_widths": list(self.model.hidden_sizes), "target_width": list(self.target),
+                "growth_interval_steps": self.interval, "sigma_prime": self.model.sigma_prime,
+                "activation": type(self.model.activation).__name__}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "widths": list(self.model.hidden_sizes),
+                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                "step_count": self.step_count, "round_robin": self.round_robin,
+                "events": {k: list(v) for k, v in self.events.items()}}
+
+    def load_state_dict(self, state):
+        self.model.resize(state["widths"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer = self._optimizer_class(self.params["optimizer"])(
+            self.model.parameters(), **self.params["optimizer_args"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step_count, self.round_robin = state["step_count"], state["round_robin"]
+        self.events = {k: list(v) for k, v in state["events"].items()}
