@@ -43,7 +43,8 @@ class ReLUGD(Algorithm):
     """(Minibatch) gradient descent on F_beta (module docstring); snapshots hold W and a.
 
     Metrics per step: train_loss (batch data term, before the update), objective (batch F_beta).
-    ``evaluate()`` adds full_objective and full_loss on the whole training set.
+    ``evaluate()`` adds full_objective and full_loss on the whole training set, and test_sign_acc
+    (accuracy of sign(f), in %) when the targets are +-1.
     """
 
     defaults = {
@@ -68,6 +69,8 @@ class ReLUGD(Algorithm):
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(params["optimizer"], trainable, params["lr"], **params["optimizer_args"])
         self.reference = self._convex_reference() if params["convex_reference"] else None
+        y = problem.data.y_train
+        self._pm_one_targets = bool(y.numel()) and bool(((y == 1) | (y == -1)).all())
 
     def step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)
@@ -86,6 +89,9 @@ class ReLUGD(Algorithm):
         loss = objective(self.model.W, self.model.a, X, y)
         metrics["full_loss"] = loss.item()
         metrics["full_objective"] = (loss + regulariser(self.model.W, self.model.a, self.params["beta"])).item()
+        if self._pm_one_targets:  # +-1 targets (the MNIST pair): the classifier sign(f) is meaningful
+            xt, yt = (data.x_test, data.y_test) if data.x_test.shape[0] else (data.x_train, data.y_train)
+            metrics["test_sign_acc"] = 100.0 * (torch.sign(self.model(xt)) == yt.reshape(-1)).double().mean().item()
         return metrics
 
     def snapshot(self):

@@ -7,9 +7,10 @@ Per algorithm group of runs (first seed of each label):
 * ``shallow_<algorithm>_neurons.png``: neurons at the start as points of the parameter plane
   (w, b) for 1-D inputs, (w_1, w_2) otherwise; green a_j > 0, red a_j < 0, size ~ |a_j|; next to it
   their trajectories over the snapshots (start marked), or the final neurons when the width changed
-  (a convex solve);
+  (a convex solve); inputs with d > 2 get no neuron picture;
 * ``shallow_<algorithm>_loss.png``: the regularised objective against steps with the convex optimum as
-  a horizontal line, and the gap to it on a log scale.
+  a horizontal line, and the gap to it on a log scale. For d >= 2 the optimum uses sampled patterns and
+  is an upper bound of the global one, so GD may end slightly below it.
 
 :func:`animate_shallow` writes one animation per label: neurons and output over the snapshots, as a
 GIF (pillow), or MP4 when ffmpeg is available. Runs need snapshots with ``W`` (m, d+1) and ``a`` (m,);
@@ -167,7 +168,8 @@ def plot_output(runs, out_dir, algorithm) -> list[Path]:
 
 def plot_neurons(runs, out_dir, algorithm) -> list[Path]:
     panels = [(r, _snapshots(r)) for r in _first_seed_per_label(runs)]
-    panels = [(r, s) for r, s in panels if s[0]][:MAX_PANELS]
+    # for d > 2 inputs two coordinates of w_j say little (MNIST pixels): no neuron picture
+    panels = [(r, s) for r, s in panels if s[0] and s[1][0].shape[1] <= 3][:MAX_PANELS]
     if not panels:
         return []
     fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 9), squeeze=False)
@@ -265,7 +267,7 @@ def animate_shallow(runs: list[dict], out_dir: Path) -> list[Path]:
     paths = []
     for run in _first_seed_per_label(runs):
         steps, Ws, As = _snapshots(run)
-        if len(Ws) < 2:
+        if len(Ws) < 2 or Ws[0].shape[1] > 3:
             continue
         data = _data(run)
         show_output = data is not None and data[0].shape[1] <= 2
