@@ -21,3 +21,4 @@ from algorithms.shallow.distances import frobenius, sliced_wasserstein2, wassers
 from algorithms.shallow.prox import ProxPoint, ReluProx  # noqa: F401,E402  (registers relu_prox)
 from algorithms.shallow.jko_prox import (QuadraticEnergy, make_prox, PROX_SOLVERS)  # noqa: F401,E402
 from algorithms.shallow.jko import ReluJKO, jko_step, log_kernel, cost_matrix  # noqa: F401,E402  (relu_jko, relu_grid)
+from algorithms.shallow import toy  # noqa: F401,E402  (particle_toy dataset and model)

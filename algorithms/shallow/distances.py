@@ -144,10 +144,22 @@ def sliced_wasserstein2(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | 
         raise ValueError(f"projections must be (L, {dim}), got {tuple(projections.shape)}")
     projections = projections.to(V.dtype)
     pv, pw = V @ projections.T, W @ projections.T  # (m, L)
+    if signs is None:
+        groups = [(None, m)]
+    else:
+        positive = (signs >= 0).to(V.device)
+        n_pos = int(positive.sum())
+        groups = [(mask, size) for mask, size in ((positive, n_pos), (~positive, m - n_pos)) if size > 0]
     total = V.new_zeros(())
-    for group in sign_groups(signs, m, V.device):
-        sv = torch.sort(pv.index_select(0, group), dim=0).values
-        sw = torch.sort(pw.index_select(0, group), dim=0).values
+    for mask, size in groups:
+        if mask is None:
+            sv, sw = torch.sort(pv, dim=0).values, torch.sort(pw, dim=0).values
+        else:
+            # other-sign particles are pushed to +inf and sorted last, then cut off: elementwise
+            # masking and a slice instead of index/scatter kernels, which are slow on CPU
+            inf = torch.tensor(torch.inf, dtype=pv.dtype, device=pv.device)
+            sv = torch.sort(torch.where(mask[:, None], pv, inf), dim=0).values[:size]
+            sw = torch.sort(torch.where(mask[:, None], pw, inf), dim=0).values[:size]
         total = total + ((sv - sw) ** 2).sum()
     return total / (m * projections.shape[0])
 

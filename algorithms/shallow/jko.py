@@ -322,7 +322,7 @@ class ReluJKO(Algorithm):
         return {"grid": grid, "signs": self.signs.cpu().numpy().copy(), "grid_kind": grid_kind(grid),
                 "initial_mass": self.initial_mass, "lambda": self.params["tau"] / self.params["epsilon"],
                 "cost": "C_kl = |g_k - g_l|^2 / 2", "step": "argmin F(p) + W_eps(p, p_t) / tau",
-                **_small_data(self.problem)}
+                **_small_data(self.problem, self.model)}
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "p": self.p.clone(), "signs": self.signs.clone(),

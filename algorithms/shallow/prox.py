@@ -182,10 +182,11 @@ def _positions_and_outputs(model: torch.nn.Module):
 
 
 
-def _small_data(problem, limit: int = 2000) -> dict:
-    """The training set as numpy arrays for the plots' output panels, when it is small."""
+def _small_data(problem, model, limit: int = 2000) -> dict:
+    """The training set as numpy arrays for the plots' output panels, when it is small and the model is
+    a two-layer ReLU network on it (W has the input dimension plus the bias column)."""
     x, y = problem.data.x_train, problem.data.y_train
-    if x.shape[0] > limit:
+    if x.shape[0] > limit or x.dim() != 2 or model.W.shape[1] != x.shape[1] + 1:
         return {}
     return {"data_x": x.detach().cpu().numpy().copy(), "data_y": y.detach().cpu().numpy().copy()}
 
@@ -265,7 +266,7 @@ class ReluProx(Algorithm):
         return {"distance": self.params["distance"], "gamma": gamma, "n_neurons": int(m), "particle_dim": int(D),
                 # V = W - eta grad F(V) in the small-gamma limit (sliced: about D times smaller moves)
                 "implicit_lr": gamma * m, "distance_normalisation": "(1/m) sum_j |v_j - w_sigma(j)|^2, split by sign",
-                **_small_data(self.problem)}
+                **_small_data(self.problem, self.model)}
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "prox": self.prox.state_dict(), "outer_step": self.outer_step,

@@ -130,13 +130,42 @@ def plot_inner(runs: list[dict], out_dir: Path, outer_step: int | None = None) -
     return [_save(fig, Path(out_dir) / "wasserstein_relu_prox_inner.png")]
 
 
+def _particle_dim(run: dict) -> int:
+    Ws = (run.get("snapshots") or {}).get("W") or []
+    return int(np.asarray(Ws[0]).shape[1]) if Ws and np.asarray(Ws[0]).ndim == 2 else 0
+
+
+def plot_particles_1d(runs: list[dict], out_dir: Path) -> list[Path]:
+    """1-D particles (the two-particle toy): positions against the snapshot step, one panel per label."""
+    panels = _first_seed_per_label(runs)[: shallow.MAX_PANELS]
+    if not panels:
+        return []
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for ax, run in zip(axes[0], panels):
+        snaps = run["snapshots"]
+        steps = np.asarray(snaps["step"], float)
+        X = np.stack([np.asarray(W, float)[:, 0] for W in snaps["W"]])  # (T, m)
+        a = np.asarray(snaps["a"][-1], float).reshape(-1)
+        for j in range(X.shape[1]):
+            ax.plot(steps, X[:, j], "-o", ms=4, color="tab:green" if a[j] >= 0 else "tab:red", alpha=0.8)
+            ax.annotate(f"{X[-1, j]:.4g}", (steps[-1], X[-1, j]), fontsize="x-small")
+        ax.set_xlabel("outer step")
+        ax.set_ylabel("particle position")
+        ax.set_title(run["label"], fontsize="small")
+        ax.grid(True, alpha=0.3)
+    return [_save(fig, Path(out_dir) / "wasserstein_relu_prox_particles.png")]
+
+
 def plot_relu_prox(runs: list[dict], out_dir: Path) -> list[Path]:
     """Every relu_prox figure (module docstring)."""
     if not runs:
         return []
     paths = []
-    for fn in (shallow.plot_output, shallow.plot_neurons):
-        paths += fn(runs, out_dir, "relu_prox")
+    two_d = [r for r in runs if _particle_dim(r) >= 2]
+    if two_d:
+        for fn in (shallow.plot_output, shallow.plot_neurons):
+            paths += fn(two_d, out_dir, "relu_prox")
+    paths += plot_particles_1d([r for r in runs if _particle_dim(r) == 1], out_dir)
     paths += plot_prox_loss(runs, out_dir)
     paths += plot_inner(runs, out_dir, INNER_STEP)
     return paths

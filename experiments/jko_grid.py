@@ -1,0 +1,27 @@
+"""Entropic JKO on a fixed grid of neurons (notes 2.4): the three KL prox solvers side by side.
+
+Masses on a circle of 64 neuron directions (w, b) = (cos t, sin t), each present with output sign +1
+and -1 (128 grid points, any signed measure on the circle is reachable), start uniform with total
+mass 1 and flow by JKO steps p_{t+1} = argmin F(p) + W_eps(p, p_t) / tau on 1-D sinus data.
+The prox solvers (torch Newton, scipy L-BFGS-B, cvxpy CLARABEL) solve the same problem
+argmin (tau/eps) F + KL(p | z), so their curves must coincide; their cost differs (prox_iters, time).
+Mass image: wasserstein_relu_jko_mass.png; GIF: python plot.py --animate.
+"""
+name = "jko_grid"
+dataset = "sinus"
+dataset_args = dict(n=20, seed=0)
+model = "relu_grid"
+model_args = dict(kind="circle", n=64, radius=1.0, signs="both", mass=1.0)
+dtype = "float64"
+batch_size = None
+epochs = None
+max_steps = 40               # JKO steps
+seeds = [0]
+log_every = 1
+snapshot_every = 1           # the masses are only 128 numbers
+_common = dict(tau=0.05, epsilon=0.02, tol=1e-8, check_every=5)
+runs = [
+    dict(algorithm="relu_jko", label="prox: torch Newton", prox_solver="torch", **_common),
+    dict(algorithm="relu_jko", label="prox: scipy L-BFGS-B", prox_solver="scipy", **_common),
+    dict(algorithm="relu_jko", label="prox: cvxpy CLARABEL", prox_solver="cvxpy", **_common),
+]
