@@ -1,0 +1,290 @@
+@echo off
+rem Gradient Workbench setup for Windows: creates .venv, installs torch (a CUDA build when an NVIDIA
+rem driver is present) and requirements.txt, and puts MNIST into data\. Safe to run again: every
+rem step skips what is already done. Double-click it, or run it from a console:
+rem
+rem   setup.bat [--mnist-dir DIR] [cpu] [--no-pause]
+rem
+rem   --mnist-dir DIR   offline MNIST: a folder with the four IDX files (raw or .gz), copied into data\
+rem                     (same as: set MNIST_DIR=DIR)
+rem   cpu               CPU-only torch even with an NVIDIA GPU (same as: set TORCH_CPU=1)
+rem   --no-pause        do not wait for a key at the end (also when the variable CI is set)
+rem
+rem Variables: PYTHON (interpreter that creates .venv; default: py -3, then python),
+rem TORCH_INDEX_URL (pip index for torch/torchvision, e.g. https://download.pytorch.org/whl/cu128),
+rem TORCH_CPU=1, MNIST_DIR.
+setlocal EnableExtensions
+cd /d "%~dp0"
+set "ROOT=%~dp0"
+set "VENV_PY=%~dp0.venv\Scripts\python.exe"
+set "PYTHONUTF8=1"
+set "PIP_DISABLE_PIP_VERSION_CHECK=1"
+set "PYTHONHOME="
+set "PYTHONPATH="
+set "TMP_OUT=%TEMP%\gradient_workbench_setup_%RANDOM%.txt"
+set "NO_PAUSE=0"
+if defined CI set "NO_PAUSE=1"
+set "MNIST_SOURCE="
+if not defined TORCH_CPU set "TORCH_CPU=0"
+
+:parse_args
+if "%~1"=="" goto :args_done
+if /i "%~1"=="--no-pause" (
+    set "NO_PAUSE=1"
+    shift
+    goto :parse_args
+)
+if /i "%~1"=="--mnist-dir" (
+    if "%~2"=="" goto :mnist_dir_missing
+    set "MNIST_SOURCE=%~2"
+    shift
+    shift
+    goto :parse_args
+)
+if /i "%~1"=="cpu" (
+    set "TORCH_CPU=1"
+    shift
+    goto :parse_args
+)
+if /i "%~1"=="--cpu" (
+    set "TORCH_CPU=1"
+    shift
+    goto :parse_args
+)
+if /i "%~1"=="--help" goto :usage
+if /i "%~1"=="-h" goto :usage
+echo error: unknown argument "%~1"
+echo usage: setup.bat [--mnist-dir DIR] [cpu] [--no-pause]
+goto :fail
+
+:mnist_dir_missing
+echo error: --mnist-dir needs a folder, e.g. setup.bat --mnist-dir C:\Downloads\mnist
+goto :fail
+
+:usage
+echo usage: setup.bat [--mnist-dir DIR] [cpu] [--no-pause]
+echo   --mnist-dir DIR   offline MNIST: folder with the four IDX files (raw or .gz); or set MNIST_DIR=DIR
+echo   cpu               CPU-only torch even with an NVIDIA GPU; or set TORCH_CPU=1
+echo   --no-pause        do not wait for a key at the end
+echo Variables: PYTHON, TORCH_INDEX_URL, TORCH_CPU, MNIST_DIR, CI
+endlocal & exit /b 0
+
+:args_done
+rem ---- 1. the virtual environment -----------------------------------------------------------------
+echo.
+if exist "%VENV_PY%" goto :venv_exists
+echo [1/4] Python environment: creating .venv
+set "PY="
+if defined PYTHON goto :python_override
+call :try_python py -3
+if defined PY goto :python_found
+call :try_python python
+if defined PY goto :python_found
+call :try_python python3
+if defined PY goto :python_found
+echo error: no Python 3.10 or newer found (tried "py -3", "python", "python3").
+echo   Install Python from https://www.python.org/downloads/ (tick "Add python.exe to PATH"),
+echo   or name an interpreter: set PYTHON=C:\path\to\python.exe and run setup.bat again.
+echo   The "python" that opens the Microsoft Store is only a stub: it cannot be used.
+goto :fail
+
+:python_override
+call :try_python "%PYTHON:"=%"
+if defined PY goto :python_found
+echo error: PYTHON=%PYTHON% does not run or is older than Python 3.10.
+goto :fail
+
+:python_found
+%PY% -c "import sys; print('using', sys.executable, sys.version.split()[0])"
+%PY% -c "import venv, ensurepip" >nul 2>&1
+if errorlevel 1 goto :no_venv_module
+%PY% -m venv .venv
+if errorlevel 1 goto :fail
+if not exist "%VENV_PY%" goto :fail
+goto :venv_ready
+
+:no_venv_module
+echo error: %PY% cannot create virtual environments (the venv/ensurepip modules are missing).
+echo   Reinstall Python from https://www.python.org/downloads/ or set PYTHON to another interpreter.
+goto :fail
+
+:venv_exists
+echo [1/4] Python environment: .venv exists, reusing it
+"%VENV_PY%" -c "import sys; sys.exit(sys.version_info < (3, 10))"
+if errorlevel 1 goto :venv_broken
+goto :venv_ready
+
+:venv_broken
+echo error: .venv\Scripts\python.exe does not run or is older than 3.10 (was its Python moved or removed?).
+echo   Delete the folder .venv and run setup.bat again.
+goto :fail
+
+:venv_ready
+"%VENV_PY%" -m pip install --quiet --upgrade pip
+if errorlevel 1 echo warning: could not upgrade pip ^(offline?^); continuing with the current one
+
+rem ---- 2. torch, then the requirements ---------------------------------------------------------------
+rem PyPI's Windows torch is CPU-only; CUDA builds come from download.pytorch.org. The driver decides
+rem (nvidia-smi), not nvcc: the wheels bundle the CUDA runtime. torch goes in first so that
+rem requirements.txt (torch unpinned) keeps the build chosen here.
+set "HAS_GPU=0"
+where nvidia-smi >nul 2>&1
+if not errorlevel 1 set "HAS_GPU=1"
+set "TORCH_INDEX="
+set "WANT_CUDA=0"
+if defined TORCH_INDEX_URL goto :torch_index_override
+if "%TORCH_CPU%"=="1" goto :torch_cpu
+if "%HAS_GPU%"=="0" goto :torch_cpu
+call :cuda_tag
+set "TORCH_INDEX=https://download.pytorch.org/whl/%CUDA_TAG%"
+set "WANT_CUDA=1"
+set "TORCH_NOTE=CUDA build for the NVIDIA driver (its CUDA version: %DRIVER_CUDA%) from %TORCH_INDEX%"
+goto :torch_chosen
+
+:torch_index_override
+set "TORCH_INDEX=%TORCH_INDEX_URL%"
+set "TORCH_NOTE=from TORCH_INDEX_URL=%TORCH_INDEX_URL%"
+goto :torch_chosen
+
+:torch_cpu
+set "TORCH_NOTE=CPU-only build from PyPI"
+
+:torch_chosen
+echo.
+echo [2/4] torch and torchvision: %TORCH_NOTE%
+"%VENV_PY%" -c "import sys, torch, torchvision; sys.exit(0 if torch.version.cuda else 3)" >nul 2>&1
+set "TORCH_STATE=%ERRORLEVEL%"
+if "%TORCH_STATE%"=="0" goto :torch_installed
+if "%TORCH_STATE%"=="3" goto :torch_cpu_installed
+goto :torch_install
+
+:torch_cpu_installed
+if not "%WANT_CUDA%"=="1" goto :torch_installed
+echo A CPU-only torch is installed but this machine has an NVIDIA GPU: replacing it with the CUDA build.
+"%VENV_PY%" -m pip uninstall -y torch torchvision
+if errorlevel 1 goto :fail
+goto :torch_install
+
+:torch_installed
+echo torch is already installed. To change its build: .venv\Scripts\python -m pip uninstall -y torch torchvision
+echo   then run setup.bat again (with cpu, or with TORCH_INDEX_URL set).
+goto :requirements
+
+:torch_install
+if defined TORCH_INDEX goto :torch_install_index
+"%VENV_PY%" -m pip install torch torchvision
+if errorlevel 1 goto :fail
+goto :requirements
+
+:torch_install_index
+"%VENV_PY%" -m pip install torch torchvision --index-url "%TORCH_INDEX%"
+if errorlevel 1 goto :torch_index_failed
+goto :requirements
+
+:torch_index_failed
+echo error: installing torch from %TORCH_INDEX% failed.
+echo   Pick the index your driver supports (cu126, cu128, cu130 ...; see https://pytorch.org/get-started/locally/):
+echo   set TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 and run setup.bat again,
+echo   or run "setup.bat cpu" for the CPU-only build.
+goto :fail
+
+:requirements
+echo.
+echo [3/4] requirements.txt
+"%VENV_PY%" -m pip install -r requirements.txt
+if errorlevel 1 goto :fail
+
+"%VENV_PY%" -c "import numpy, scipy, matplotlib, tqdm, cvxpy, torch, torchvision; print(torch.__version__, torch.cuda.is_available())" > "%TMP_OUT%"
+if errorlevel 1 goto :fail
+set "TORCH_VERSION="
+set "CUDA_OK="
+for /f "usebackq tokens=1,2" %%a in ("%TMP_OUT%") do (
+    set "TORCH_VERSION=%%a"
+    set "CUDA_OK=%%b"
+)
+del "%TMP_OUT%" >nul 2>&1
+echo imports fine: torch %TORCH_VERSION%, CUDA available: %CUDA_OK%
+if "%HAS_GPU%"=="1" if not "%CUDA_OK%"=="True" if not "%TORCH_CPU%"=="1" call :warn_no_cuda
+
+rem ---- 3. MNIST --------------------------------------------------------------------------------------
+echo.
+echo [4/4] MNIST into data\
+if defined MNIST_SOURCE goto :mnist_source
+"%VENV_PY%" -m workbench.mnist_files --dest data
+if errorlevel 1 goto :fail
+goto :summary
+
+:mnist_source
+"%VENV_PY%" -m workbench.mnist_files --dest data --source "%MNIST_SOURCE%"
+if errorlevel 1 goto :fail
+
+:summary
+echo.
+echo Setup finished.
+"%VENV_PY%" -c "import sys; print('  python :', sys.version.split()[0], '(' + sys.executable + ')')"
+echo   torch  : %TORCH_VERSION%, CUDA available: %CUDA_OK%
+echo   data   : "%ROOT%data\MNIST\raw"
+echo Next: run.bat   (tests: .venv\Scripts\python -m pytest -q)
+call :maybe_pause
+endlocal & exit /b 0
+
+rem ---- failure: one place, so every step reports and pauses the same way ----------------------------
+:fail
+set "RC=%ERRORLEVEL%"
+if "%RC%"=="0" set "RC=1"
+del "%TMP_OUT%" >nul 2>&1
+echo.
+echo Setup FAILED (exit code %RC%). Fix the problem above and run setup.bat again; it skips what is already done.
+call :maybe_pause
+endlocal & exit /b %RC%
+
+rem ---- subroutines ------------------------------------------------------------------------------------
+:try_python
+rem Sets PY to the command %* (e.g. py -3, or a quoted path) if it runs and is Python 3.10 or newer.
+rem The Microsoft Store alias "python" prints an install hint and exits 9009, so it is rejected here
+rem by actually running it. The command is kept as given (not resolved to a path) so that a
+rem non-ASCII user folder survives.
+%* -c "import sys; sys.exit(sys.version_info < (3, 10))" >nul 2>&1
+if errorlevel 1 goto :try_python_rejected
+set PY=%*
+exit /b 0
+:try_python_rejected
+echo   %*: not found, the Microsoft Store stub, or older than 3.10; skipping
+exit /b 1
+
+:cuda_tag
+rem CUDA_TAG = the newest wheel flavour the driver supports, read from nvidia-smi's "CUDA Version: X.Y".
+set "CUDA_TAG=cu128"
+set "DRIVER_CUDA=unknown"
+set "CUDA_RAW="
+set "CUDA_MAJOR="
+set "CUDA_MINOR="
+for /f "tokens=3 delims=:" %%a in ('nvidia-smi 2^>nul ^| findstr /c:"CUDA Version"') do set "CUDA_RAW=%%a"
+if not defined CUDA_RAW exit /b 0
+for /f "tokens=1,2 delims=. " %%a in ("%CUDA_RAW%") do (
+    set "CUDA_MAJOR=%%a"
+    set "CUDA_MINOR=%%b"
+)
+if not defined CUDA_MINOR exit /b 0
+set /a CUDA_NUM=CUDA_MAJOR*100+CUDA_MINOR >nul 2>&1
+if errorlevel 1 exit /b 0
+set "DRIVER_CUDA=%CUDA_MAJOR%.%CUDA_MINOR%"
+set "CUDA_TAG=cu126"
+if %CUDA_NUM% GEQ 1208 set "CUDA_TAG=cu128"
+if %CUDA_NUM% GEQ 1300 set "CUDA_TAG=cu130"
+if %CUDA_NUM% LSS 1206 echo warning: the NVIDIA driver supports only CUDA %DRIVER_CUDA%; current torch builds need 12.6 or newer. Update the driver, or set TORCH_INDEX_URL.
+exit /b 0
+
+:warn_no_cuda
+echo.
+echo WARNING: this machine has an NVIDIA GPU but torch %TORCH_VERSION% cannot use CUDA; runs will use the CPU.
+echo   Update the NVIDIA driver, or reinstall torch with a CUDA build:
+echo     .venv\Scripts\python -m pip uninstall -y torch torchvision
+echo     set TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126   (a cuXXX your driver supports)
+echo     setup.bat
+exit /b 0
+
+:maybe_pause
+if "%NO_PAUSE%"=="1" exit /b 0
+pause
+exit /b 0
