@@ -272,3 +272,19 @@ def test_sub_select_and_scaling_of_extensions():
     s = q.singular_values.clone()
     q.scale_extensions(2.0, 3.0)
     torch.testing.assert_close(q.singular_values, 6.0 * s)
+
+
+def test_gradmax_collects_only_m2_with_the_same_result():
+    results = []
+    for method in ("tiny", "gradmax"):
+        model, X, Y = _gradmax_setup("tanh")
+        model.init_computation(initialization_method=method)
+        sq_sum(model(X), Y).backward()
+        model.update_computation()
+        p = model.compute_optimal_updates(maximum_added_neurons=2, initialization_method="gradmax")[0]
+        results.append((model.statistics(0).M2, p.omega, p.singular_values))
+        if method == "gradmax":
+            with pytest.raises(RuntimeError, match="only M2"):
+                model.compute_optimal_updates(initialization_method="tiny")
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)

@@ -96,6 +96,7 @@ class GrowingMLP(nn.Module):
         self.growing_layers = list(range(number_hidden_layers))
         self._sequential_next = 0
         self._stats: dict[int, GrowthStatistics] = {}
+        self._m2_only = False
         self._record: _Recorded | None = None
         self._proposals: dict[int, Proposal] = {}
         self.currently_updated_layer_index: int | None = None
@@ -171,8 +172,13 @@ class GrowingMLP(nn.Module):
         self._stats, self._record = {}, None
         return self.growing_layers
 
-    def init_computation(self) -> None:
-        """Zero the statistics of the growing layers and start storing activity."""
+    def init_computation(self, initialization_method: str = "tiny") -> None:
+        """Zero the statistics of the growing layers and start storing activity.
+
+        With ``initialization_method`` "gradmax" or "random" only M2 is accumulated (all they need)."""
+        if initialization_method not in ("tiny", "gradmax", "random"):
+            raise ValueError(f"initialization_method must be 'tiny', 'gradmax' or 'random', got {initialization_method!r}")
+        self._m2_only = initialization_method != "tiny"
         self.store_activity = True
         self._record = None
         self._stats = {i: self._new_statistics(i) for i in self.growing_layers}
@@ -181,7 +187,8 @@ class GrowingMLP(nn.Module):
         producer, consumer = self.layers[i], self.layers[i + 1]
         extra = 1 if self.use_bias else 0
         return GrowthStatistics(r=producer.in_features + extra, p=consumer.in_features + extra,
-                                q=consumer.out_features, device=producer.weight.device)
+                                q=consumer.out_features, device=producer.weight.device,
+                                m2_only=self._m2_only)
 
     def update_computation(self, loss_reduction: str = "sum") -> None:
         """Add the last forward's batch to the statistics (once per forward).
@@ -212,6 +219,7 @@ class GrowingMLP(nn.Module):
     def reset_computation(self) -> None:
         """Drop the statistics and stop storing activity (the proposals are kept)."""
         self._stats, self._record = {}, None
+        self._m2_only = False
         self.store_activity = False
 
     def statistics(self, index: int) -> GrowthStatistics:

@@ -17,6 +17,8 @@ P           E[c b^T]         (r, p)
 The per-sample gradient g comes from the backward of a *sum*-reduced loss (or a mean-reduced one
 multiplied back by the batch size), so the statistics do not depend on how the samples were
 split into batches. Batch products run in the model's dtype; the running sums are float64.
+GradMax and the random baseline need only M2; ``m2_only=True`` skips the other products (for a
+784-256-10 MLP, S2 alone costs more than a training step).
 """
 from __future__ import annotations
 
@@ -38,11 +40,15 @@ class GrowthStatistics:
     p: int
     q: int
     device: torch.device | None = None
+    m2_only: bool = False
     n_samples: int = 0
     _c_stats: torch.Tensor | None = field(default=None, repr=False)  # (r, r + p + q): [S2 | P | M2] sums
     _b_stats: torch.Tensor | None = field(default=None, repr=False)  # (p, p + q): [S | M] sums
 
     def __post_init__(self):
+        if self.m2_only:
+            self._c_stats = torch.zeros(self.r, self.q, dtype=torch.float64, device=self.device)
+            return
         self._c_stats = torch.zeros(self.r, self.r + self.p + self.q, dtype=torch.float64, device=self.device)
         self._b_stats = torch.zeros(self.p, self.p + self.q, dtype=torch.float64, device=self.device)
 
@@ -53,32 +59,42 @@ class GrowthStatistics:
         if c.shape[1] != self.r or b.shape[1] != self.p or g.shape[1] != self.q:
             raise ValueError(f"batch shapes {tuple(c.shape)}, {tuple(b.shape)}, {tuple(g.shape)} do not "
                              f"match the site (r={self.r}, p={self.p}, q={self.q})")
+        if self.m2_only:
+            self._c_stats += (c.T @ g).double()
+            self.n_samples += n
+            return
         bg = torch.cat([b, g], dim=1)  # (n, p + q)
         self._c_stats += (c.T @ torch.cat([c, bg], dim=1)).double()
         self._b_stats += (b.T @ bg).double()
         self.n_samples += n
 
-    def _mean(self, block: torch.Tensor) -> torch.Tensor:
+    def _mean(self, block: torch.Tensor | None) -> torch.Tensor:
+        if block is None:
+            raise RuntimeError("only M2 was collected (init_computation for gradmax / random); "
+                               "TINY needs S, M, S2 and P too")
         if self.n_samples == 0:
             raise RuntimeError("no statistics collected: run forward/backward and update_computation() first")
         return block / self.n_samples
 
+    def _block(self, rows, cols):
+        return None if self.m2_only else rows[:, cols]
+
     @property
     def S(self) -> torch.Tensor:
-        return self._mean(self._b_stats[:, : self.p])
+        return self._mean(self._block(self._b_stats, slice(0, self.p)))
 
     @property
     def M(self) -> torch.Tensor:
-        return self._mean(self._b_stats[:, self.p:])
+        return self._mean(self._block(self._b_stats, slice(self.p, None)))
 
     @property
     def S2(self) -> torch.Tensor:
-        return self._mean(self._c_stats[:, : self.r])
+        return self._mean(self._block(self._c_stats, slice(0, self.r)))
 
     @property
     def P(self) -> torch.Tensor:
-        return self._mean(self._c_stats[:, self.r: self.r + self.p])
+        return self._mean(self._block(self._c_stats, slice(self.r, self.r + self.p)))
 
     @property
     def M2(self) -> torch.Tensor:
-        return self._mean(self._c_stats[:, self.r + self.p:])
+        return self._mean(self._c_stats if self.m2_only else self._c_stats[:, self.r + self.p:])

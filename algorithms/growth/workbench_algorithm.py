@@ -243,7 +243,7 @@ class Growth(Algorithm):
             layers = eligible
         x, y = self._sample()
         model.growing_layers = layers
-        model.init_computation()
+        model.init_computation(initialization_method=p["method"])
         for xb, yb in self._chunks(x, y):
             model.zero_grad(set_to_none=True)
             self.problem.loss(model(xb), yb, reduction="sum").backward()
