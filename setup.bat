@@ -96,6 +96,7 @@ goto :fail
 
 :python_found
 %PY% -c "import sys; print('using', sys.executable, sys.version.split()[0])"
+if errorlevel 1 goto :fail
 %PY% -c "import venv, ensurepip" >nul 2>&1
 if errorlevel 1 goto :no_venv_module
 %PY% -m venv .venv
@@ -222,6 +223,7 @@ if errorlevel 1 goto :fail
 echo.
 echo Setup finished.
 "%VENV_PY%" -c "import sys; print('  python :', sys.version.split()[0], '(' + sys.executable + ')')"
+if errorlevel 1 goto :fail
 echo   torch  : %TORCH_VERSION%, CUDA available: %CUDA_OK%
 echo   data   : "%ROOT%data\MNIST\raw"
 echo Next: run.bat   (tests: .venv\Scripts\python -m pytest -q)
