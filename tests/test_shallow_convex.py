@@ -168,6 +168,7 @@ def test_relu_convex_algorithm_installs_recovered_network(note_case):
     assert abs(float(m["objective"]) - NOTE_OPTIMUM) < 5e-8
     assert model.width == int(m["n_active"]) and model.width > 0
     state = algo.state_dict()
+    assert algo.snapshot()["status"] == "optimal" and algo.snapshot()["W"].shape == (model.width, 2)
     again = algo.step(x, y)  # max_solves = 1: later steps only repeat the metrics
     assert again is m
     info = algo.info()
@@ -188,6 +189,7 @@ def test_relu_convex_failed_solve_keeps_network():
         warnings.simplefilter("ignore")
         m = algo.step(x, y)
     assert m["solve_ok"] == 0.0 and np.isnan(m["convex_objective"])
+    assert algo.snapshot()["status"] == "user_limit"
     torch.testing.assert_close(model.W.detach(), W0)
     assert torch.isfinite(m["train_loss"])
 

@@ -260,7 +260,8 @@ class ReLUConvex(Algorithm):
     run can share a config's step budget with GD runs.
 
     Metrics per step: train_loss (data MSE of the network), objective (F_beta of the network),
-    convex_objective (solver value), n_patterns, n_active, solve_time, solve_ok.
+    convex_objective (solver value, NaN on failure), n_patterns, n_active, solve_time, solve_ok;
+    the solver's status string is in every snapshot.
     """
 
     defaults = {
@@ -322,7 +323,9 @@ class ReLUConvex(Algorithm):
         return self.last_metrics
 
     def snapshot(self):
-        return {"W": self.model.W.detach().cpu().numpy().copy(), "a": self.model.a.detach().cpu().numpy().copy()}
+        """Neurons plus the last solve's status string ("not solved" before the first step)."""
+        return {"W": self.model.W.detach().cpu().numpy().copy(), "a": self.model.a.detach().cpu().numpy().copy(),
+                "status": "not solved" if self.last is None else self.last.status}
 
     def info(self):
         from algorithms.shallow.indicators import data_for_record
