@@ -183,8 +183,8 @@ def _register(name, fn, default_n):
         return _split(fn, n, n_test, subset, seed, kwargs)
 
     dataset.__name__ = f"{name}_dataset"
-    dataset.__doc__ = (f"``{name}`` generator as a regression dataset; dataset_args: n, n_test (0: no test "
-                       f"set), seed and the generator's own arguments.\n\n{fn.__doc__}")
+    dataset.__doc__ = (f"{fn.__doc__.strip().splitlines()[0]} (dataset_args: n, n_test, seed, ...)\n\n"
+                       f"The ``{name}`` generator as a regression dataset; n_test = 0 means no test set.\n\n{fn.__doc__}")
     DATASETS.register(name)(dataset)
 
 
@@ -195,8 +195,10 @@ for _name, _fn in {"linear": linear, "sinus": sinus, "random_linear": random_lin
 @DATASETS.register("teacher")
 def teacher_dataset(data_dir=None, subset=None, n=100, n_test=0, d=2, seed=0, k=3, noise=0.0,
                     teacher_seed=None, max_offset=0.5) -> DataSplit:
-    """Planted two-layer ReLU teacher (see :func:`teacher`); extras hold ``teacher_W`` (k, d+1) and
-    ``teacher_a`` (k,). The test sample shares the teacher."""
+    """Planted two-layer ReLU teacher with k random neurons, x ~ U(-1, 1)^d (d = 2 by default).
+
+    See :func:`teacher`; extras hold ``teacher_W`` (k, d+1) and ``teacher_a`` (k,). The test sample
+    shares the teacher."""
     teacher_seed = seed if teacher_seed is None else teacher_seed
     kwargs = dict(d=d, k=k, noise=noise, teacher_seed=teacher_seed, max_offset=max_offset)
     try:
@@ -209,8 +211,10 @@ def teacher_dataset(data_dir=None, subset=None, n=100, n_test=0, d=2, seed=0, k=
 @DATASETS.register("mnist_pair")
 def mnist_pair_dataset(data_dir="data", subset=None, n=None, n_test=None, d=None, seed=0, digits=(0, 1),
                        downsample=1) -> DataSplit:
-    """Two MNIST digits with +-1 targets (see :func:`mnist_pair`): the MNIST train split's examples
-    of those digits for training (first ``n``, or ``subset``), its test split (first ``n_test``) for testing."""
+    """Two MNIST digits as +-1 regression (digits=(0, 1), optional downsample / projection to d).
+
+    See :func:`mnist_pair`: the MNIST train split's examples of those digits for training (first
+    ``n``, or ``subset``), its test split (first ``n_test``) for testing."""
     if subset is not None:
         n = subset if n is None else min(n, subset)
     try:
