@@ -7,7 +7,9 @@
 #   --mnist-dir DIR   offline MNIST: a folder with the four IDX files (raw or .gz), copied into data/
 #                     (same as the environment variable MNIST_DIR=DIR)
 #   cpu               CPU-only torch (same as TORCH_CPU=1); uses https://download.pytorch.org/whl/cpu
-#   --no-pause        never wait for Enter (also when the environment variable CI is set)
+#   --no-pause        never wait for Enter (also when the environment variable CI is set); by
+#                     default it waits only when not started from a shell (double-clicked)
+#   --pause           wait for Enter at the end even when started from a shell
 #
 # Environment: PYTHON (interpreter that creates .venv; default python3, then python),
 # TORCH_INDEX_URL (pip index for torch/torchvision, e.g. https://download.pytorch.org/whl/cu128),
@@ -24,7 +26,7 @@ PAUSE=1
 MNIST_SOURCE=""
 TORCH_CPU="${TORCH_CPU:-0}"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
