@@ -288,3 +288,27 @@ def test_gradmax_collects_only_m2_with_the_same_result():
                 model.compute_optimal_updates(initialization_method="tiny")
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_cholesky_route_equals_eigh_and_ridge_handles_singular_s2(ignore):
+    g = torch.Generator().manual_seed(0)
+    C = torch.randn(500, 8, generator=g, dtype=DT)
+    V = torch.randn(500, 3, generator=g, dtype=DT)
+    S2, N = C.T @ C / 500, C.T @ V / 500
+    kw = dict(statistical_threshold=0.0, ignore_singular_values=ignore)
+    ra, ro, rl = tiny_added_parameters(S2, N, whitening="eigh", **kw)
+    ca, co, cl = tiny_added_parameters(S2, N, whitening="cholesky", **kw)
+    torch.testing.assert_close(cl, rl)
+    torch.testing.assert_close(co @ ca, ro @ ra)  # the map is unique (distinct singular values)
+    torch.testing.assert_close(ca.abs(), ra.abs())  # each neuron up to a sign
+    torch.testing.assert_close(co.abs(), ro.abs())
+    # singular S2: a constant column duplicates another direction (like MNIST's constant pixels)
+    Cs = torch.cat([C, 2 * C[:, :1]], dim=1)
+    S2s, Ns = Cs.T @ Cs / 500, Cs.T @ V / 500
+    ea, eo, el = tiny_added_parameters(S2s, Ns, whitening="eigh", **kw)
+    aa, ao, al = tiny_added_parameters(S2s, Ns, whitening="auto", **kw)  # falls back to eigh
+    torch.testing.assert_close(ao @ aa, eo @ ea)
+    xa, xo, xl = tiny_added_parameters(S2s, Ns, whitening="ridge", **kw)
+    torch.testing.assert_close(Cs @ xa.T @ xo.T, Cs @ ea.T @ eo.T, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(xl, el, rtol=1e-4, atol=1e-6)

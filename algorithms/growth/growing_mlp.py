@@ -230,7 +230,8 @@ class GrowingMLP(nn.Module):
                                 initialization_method: str = "tiny", statistical_threshold: float = 1e-3,
                                 numerical_threshold: float = 1e-6, gradmax_scale: float | None = 0.5,
                                 use_projection: bool | None = None, compute_delta: bool | None = None,
-                                generator: torch.Generator | None = None) -> dict[int, Proposal]:
+                                generator: torch.Generator | None = None,
+                                whitening: str = "auto") -> dict[int, Proposal]:
         """Compute a :class:`Proposal` for each growing layer with statistics.
 
         initialization_method : ``"tiny"`` (Delta, projection, S2 metric, sqrt(lambda) split),
@@ -238,6 +239,8 @@ class GrowingMLP(nn.Module):
             ``gradmax_scale``; None keeps unit columns) or ``"random"`` (alpha = 0, random unit
             outgoing directions scaled by the same norm rule; a baseline).
         use_projection, compute_delta : override the TINY defaults (both True).
+        whitening : how TINY applies S2^{-1/2} (see :mod:`algorithms.growth.tiny`): "auto" /
+            "cholesky" (fast q x q route when S2 is invertible, else eigh), "ridge", "eigh".
         Scalings start at 0 (a preview equals the current network) until set_scaling_factor."""
         if initialization_method not in ("tiny", "gradmax", "random"):
             raise ValueError(f"initialization_method must be 'tiny', 'gradmax' or 'random', got {initialization_method!r}")
@@ -247,11 +250,12 @@ class GrowingMLP(nn.Module):
         for i, stats in self._stats.items():
             self._proposals[i] = self._propose(i, stats, initialization_method, maximum_added_neurons,
                                                statistical_threshold, numerical_threshold, gradmax_scale,
-                                               use_projection, compute_delta, generator)
+                                               use_projection, compute_delta, generator, whitening)
         return dict(self._proposals)
 
     def _propose(self, i, stats, method, maximum_added_neurons, statistical_threshold,
-                 numerical_threshold, gradmax_scale, use_projection, compute_delta, generator) -> Proposal:
+                 numerical_threshold, gradmax_scale, use_projection, compute_delta, generator,
+                 whitening) -> Proposal:
         M2 = stats.M2
         consumer_w = self.layers[i + 1].weight
         if method == "tiny":
@@ -262,7 +266,8 @@ class GrowingMLP(nn.Module):
                 delta, d_delta = optimal_delta(stats.S, stats.M)
             N = projected_residual(M2, stats.P if project else None, delta)
             alpha, omega, lam = tiny_added_parameters(stats.S2, N, statistical_threshold,
-                                                      maximum_added_neurons, numerical_threshold)
+                                                      maximum_added_neurons, numerical_threshold,
+                                                      whitening=whitening)
             proposal = Proposal(i, method, alpha, omega, lam, self.sigma_prime, m2=M2, n=N,
                                 delta=delta if apply_delta else None,
                                 d_delta=d_delta if apply_delta else 0.0)

@@ -12,6 +12,20 @@ With the statistics of :mod:`algorithms.growth.statistics` and Delta from
 
 so Omega alpha is the rank-k minimiser of E|v_proj - Omega alpha c|^2 and, for tiny gamma, the new
 neurons decrease the loss by gamma^2 sigma'(0) (sum lambda_i^2 + kappa).
+
+Whitening. ``"eigh"`` forms S2^{-1/2} from an eigendecomposition, dropping eigenvalues <=
+``numerical_threshold`` (the reference's pseudo-inverse). It costs O(r^3) with a large constant
+(r = 785 for an MNIST input layer). Since Z has only q columns, the same lambda, alpha, Omega come
+from the q x q matrix Z^T Z = N^T S2^{-1} N = V diag(lambda^2) V^T:
+
+    W = S2^{-1} N (Cholesky solve, (r, q)),  alpha = diag(lambda_k^{-1/2}) V_k^T W^T,  Omega = V_k diag(sqrt(lambda_k)).
+
+``"cholesky"`` uses this route when the Cholesky factorisation succeeds with every pivot above
+``numerical_threshold`` (then S2 is invertible and the result equals ``"eigh"``'s) and falls back to
+``"eigh"`` otherwise. ``"ridge"`` uses it with S2 + numerical_threshold * I when S2 is singular (for
+example constant pixels of MNIST): a Tikhonov instead of a truncated pseudo-inverse; N lies in the
+range of S2, so the two differ only in the directions with eigenvalues near the threshold.
+``"auto"`` (default) is ``"cholesky"``.
 """
 from __future__ import annotations
 
@@ -42,15 +56,50 @@ def select_neurons(singular_values: torch.Tensor, statistical_threshold: float,
     return k
 
 
+def _cholesky(S2: torch.Tensor, numerical_threshold: float, ridge: bool):
+    """Cholesky factor of S2 (or S2 + threshold * I with ``ridge`` if needed), or None."""
+    L, info = torch.linalg.cholesky_ex(S2)
+    if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
+        return L
+    if ridge:
+        eye = torch.eye(S2.shape[0], dtype=S2.dtype, device=S2.device)
+        L, info = torch.linalg.cholesky_ex(S2 + numerical_threshold * eye)
+        if int(info) == 0:
+            return L
+    return None
+
+
 def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_threshold: float = 1e-3,
                           maximum_added_neurons: int | None = None, numerical_threshold: float = 1e-6,
-                          ignore_singular_values: bool = False):
+                          ignore_singular_values: bool = False, whitening: str = "auto"):
     """alpha (k, r), omega (q, k), singular values (k,) solving the TINY problem (float64).
 
     S2 None means the identity metric (no covariance); ``ignore_singular_values`` replaces
-    sqrt(lambda) by 1 in both alpha and omega.
+    sqrt(lambda) by 1 in both alpha and omega; ``whitening`` is "auto" | "cholesky" | "ridge" |
+    "eigh" (see the module docstring).
     """
+    if whitening not in ("auto", "cholesky", "ridge", "eigh"):
+        raise ValueError(f"whitening must be auto, cholesky, ridge or eigh, got {whitening!r}")
     N = N.double()
+    if S2 is not None and whitening != "eigh":
+        L = _cholesky(S2.double(), numerical_threshold, ridge=whitening == "ridge")
+        if L is not None:
+            W = torch.cholesky_solve(N, L)                       # (r, q) = S2^{-1} N
+            G = N.T @ W                                          # (q, q) = Z^T Z
+            mu, V = torch.linalg.eigh(0.5 * (G + G.T))
+            rank_cap = min(N.shape)                               # a thin SVD has min(r, q) values
+            lam_all = mu.flip(0).clamp_min(0).sqrt()[:rank_cap]  # descending singular values of Z
+            V = V.flip(1)[:, :rank_cap]
+            k = select_neurons(lam_all, statistical_threshold, maximum_added_neurons)
+            lam, V = lam_all[:k], V[:, :k]
+            inv_root = torch.where(lam > 0, lam.clamp_min(torch.finfo(lam.dtype).tiny).rsqrt(), 0.0)
+            if ignore_singular_values:
+                alpha = (inv_root ** 2)[:, None] * (W @ V).T
+                omega = V
+            else:
+                alpha = inv_root[:, None] * (W @ V).T
+                omega = V * lam.sqrt()[None, :]
+            return alpha, omega, lam
     S_inv_half = None if S2 is None else sqrt_inverse_psd(S2, numerical_threshold)
     Z = N if S_inv_half is None else S_inv_half @ N
     U, lam, Vh = torch.linalg.svd(Z, full_matrices=False)

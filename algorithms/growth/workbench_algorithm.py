@@ -110,13 +110,15 @@ class Growth(Algorithm):
     gradmax_scale : norm rule factor for GradMax / random outgoing weights
     statistics_samples : training examples used for the statistics and the line search
     statistical_threshold : TINY / GradMax singular value threshold
+    whitening : TINY's S2^{-1/2}: "auto" (Cholesky route if S2 is invertible, else eigh), "ridge"
+        (S2 + 1e-6 I: fast also when S2 is singular, e.g. constant MNIST pixels), "eigh"
     optimizer, optimizer_args : torch.optim class name and its keyword arguments
     """
 
     defaults = dict(method="tiny", grow_every=100, grow_unit="steps", neurons_per_growth=2,
                     target_width=64, start_width=None, layer_choice="best", amplitude="auto",
                     gamma_grid=[1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0],
-                    gradmax_scale=0.5, statistics_samples=1024, statistical_threshold=1e-3,
+                    gradmax_scale=0.5, statistics_samples=1024, statistical_threshold=1e-3, whitening="auto",
                     optimizer="SGD", optimizer_args={"lr": 0.01})
 
     @classmethod
@@ -145,6 +147,8 @@ class Growth(Algorithm):
             raise ValueError(f"gradmax_scale must be > 0, got {params['gradmax_scale']!r}")
         if not isinstance(params["statistics_samples"], int) or params["statistics_samples"] < 1:
             raise ValueError(f"statistics_samples must be an int >= 1, got {params['statistics_samples']!r}")
+        if params["whitening"] not in ("auto", "cholesky", "ridge", "eigh"):
+            raise ValueError(f"whitening must be auto, cholesky, ridge or eigh, got {params['whitening']!r}")
         if params["statistical_threshold"] < 0:
             raise ValueError("statistical_threshold must be >= 0")
         cls._optimizer_class(params["optimizer"])(torch.nn.Linear(1, 1).parameters(), **params["optimizer_args"])
@@ -255,7 +259,7 @@ class Growth(Algorithm):
             maximum_added_neurons=p["neurons_per_growth"], initialization_method=method,
             statistical_threshold=p["statistical_threshold"],
             gradmax_scale=p["gradmax_scale"] if self.amplitude == "norm" else None,
-            generator=self.generator)
+            generator=self.generator, whitening=p["whitening"])
         model.reset_computation()
         model.growing_layers = list(range(model.number_hidden_layers))
         for i, proposal in proposals.items():
