@@ -158,12 +158,25 @@ def nesterov_lrs(H, g, order3, damping_int: float, *, d_rel_tol: float = 1e-8,
     gap_tol = 1e-10 * max(abs(lam).max(), c * x0, np.finfo(float).tiny)
     bottom = (lam + c * x0) <= gap_tol
     b_scale = max(np.linalg.norm(b), np.finfo(float).tiny)
+    def w_at_x0():  # the solution components off the bottom of the spectrum, at r = x0
+        return np.where(bottom, 0.0, b / np.where(bottom, 1.0, lam + c * x0))
+
     hard = False
     if bottom.any() and np.linalg.norm(b[bottom]) <= 1e-12 * b_scale:
-        w = np.where(bottom, 0.0, b / np.where(bottom, 1.0, lam + c * x0))
-        if np.linalg.norm(w) <= x0 * (1 + 1e-12):
-            hard = True
+        hard = np.linalg.norm(w_at_x0()) <= x0 * (1 + 1e-12)
+    lo = x0
+    if not hard and bottom.any():  # step off the pole at x0
+        step = max(x0, np.finfo(float).tiny) * 1e-15
+        lo = x0 + step
+        while not (norm_y(lo) - lo > 0) and step < max(x0, 1.0):
+            step *= 10
+            lo = x0 + step
+        if not (norm_y(lo) - lo > 0):
+            # phi <= 0 just above x0 although b_bottom != 0 in floating point: numerically the
+            # hard case (b_bottom is negligible at this scale)
+            hard = np.linalg.norm(w_at_x0()) <= x0 * (1 + 1e-9)
     if hard:
+        w = w_at_x0()
         alpha = math.sqrt(max(x0 * x0 - float(w @ w), 0.0))
         k = int(np.flatnonzero(bottom)[0])
         y_coef = w.copy()
@@ -171,22 +184,14 @@ def nesterov_lrs(H, g, order3, damping_int: float, *, d_rel_tol: float = 1e-8,
         r = x0
         status = "hard"
     else:
-        # bracket (lo, hi) with phi(lo) > 0 > phi(hi)
-        lo = x0
-        if bottom.any():
-            step = max(x0, 1.0) * 1e-15
-            lo = x0 + step
-            while not (norm_y(lo) - lo > 0) and step < max(x0, 1.0):
-                step *= 10
-                lo = x0 + step
-        lam_lo = lam[0] + c * lo
-        hi = (-lam[0] + math.sqrt(lam[0] ** 2 + 4 * c * b_scale)) / (2 * c) if c > 0 else math.inf
+        # bracket (lo, hi) with phi(lo) > 0 > phi(hi); hi from ||y(r)|| <= ||b|| / (lam_min + c r)
+        hi = (-lam[0] + math.sqrt(lam[0] ** 2 + 4 * c * b_scale)) / (2 * c)
         hi = max(hi, lo) * (1 + 1e-12) + np.finfo(float).tiny
         grow = 0
         while norm_y(hi) - hi > 0 and grow < 200:
             hi *= 2.0
             grow += 1
-        if not (norm_y(lo) - lo > 0) or lam_lo < -gap_tol:
+        if not (norm_y(lo) - lo > 0) or not (norm_y(hi) - hi <= 0):
             return done(None, "failed", "could not bracket the secular equation")
         from scipy.optimize import brentq
 

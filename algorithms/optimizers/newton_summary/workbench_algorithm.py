@@ -1,0 +1,134 @@
+"""The registered workbench algorithm ``newton_summary`` (and, by import, the ``scaled_mlp`` model).
+
+Parameters (config ``runs`` entries; every one has a default):
+
+- ``partition``: "canonical" (one subset per tensor) | "wb" | "trivial";
+- ``damping`` (lambda_1), ``damping_int`` (lambda_int), ``use_nesterov`` (cubic model on/off),
+  ``period_hg``, ``mom_lrs``, ``remove_negative``, ``momentum``, ``momentum_damp``, ``ridge``,
+  ``noregul``, ``backend``: as in :class:`NewtonSummary`;
+- ``hg_batch_size``: size of the batches of the separate summary stream.
+
+The summaries are taken on batches of a separate shuffled stream over the training set, driven by
+its own ``torch.Generator`` seeded from the run's seed (the runner reseeds torch before building
+the algorithm), so the training batch order is the same as every other algorithm's. Its state is
+in ``state_dict()``: a resumed run continues exactly.
+
+Metrics per step: ``train_loss``, ``lr_group_<i>`` (effective rate of subset i), ``r``, ``x0``,
+``refresh_time`` (seconds of the last refresh), ``refresh_time_total``, and cumulative solver status
+counts ``solver_<status>`` (easy, hard, newton, zero_gradient, unbounded, failed, fallback).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from algorithms.optimizers.newton_summary import models as _models  # noqa: F401  registers scaled_mlp
+from algorithms.optimizers.newton_summary import partition as _partition
+from algorithms.optimizers.newton_summary.optimizer import NewtonSummary
+from workbench.algorithm import Algorithm, register_algorithm
+from workbench.registry import ConfigError
+
+PARTITIONS = {"canonical": _partition.canonical, "wb": _partition.wb, "trivial": _partition.trivial}
+
+
+class HGStream:
+    """Endless shuffled batches ``(x[idx], y[idx])`` of a tensor dataset, from its own generator.
+
+    ``iter(stream)`` is the stream itself, so an optimizer that re-creates its iterator resumes at
+    the saved position instead of restarting an epoch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f"hg_batch_size must be a positive int, got {batch_size!r}")
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, x.shape[0])
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm: torch.Tensor | None = None
+        self.position = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        n = self.x.shape[0]
+        if self.perm is None or self.position + self.batch_size > n:
+            self.perm, self.position = torch.randperm(n, generator=self.generator), 0
+        idx = self.perm[self.position:self.position + self.batch_size].to(self.x.device)
+        self.position += self.batch_size
+        return self.x[idx], self.y[idx]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "perm": self.perm, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.perm, self.position = state["perm"], state["position"]
+
+
+@register_algorithm("newton_summary")
+class NewtonSummaryAlgorithm(Algorithm):
+    """NewtonSummary: per-subset learning rates from H-bar, g-bar and third derivatives (cubic model)."""
+
+    defaults = dict(partition="canonical", damping=0.1, damping_int=1.0, use_nesterov=True,
+                    period_hg=10, mom_lrs=0.5, remove_negative=True, momentum=0.9, momentum_damp=0.9,
+                    ridge=0.0, noregul=False, hg_batch_size=100, backend="auto")
+
+    def __init__(self, problem, model, **params):
+        params = self.resolve_params(params)
+        super().__init__(problem, model, **params)
+        self.param_groups, self.name_groups = PARTITIONS[params["partition"]](model)
+        data = problem.data
+        self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], torch.initial_seed())
+        self.optimizer = self._build(self.param_groups, model, self.hg_stream, params, self.full_loss)
+
+    @staticmethod
+    def _build(param_groups, model, stream, params, full_loss):
+        return NewtonSummary(
+            param_groups, full_loss, stream, damping=params["damping"],
+            dct_nesterov={"use": params["use_nesterov"], "damping_int": params["damping_int"]},
+            period_hg=params["period_hg"], mom_lrs=params["mom_lrs"],
+            remove_negative=params["remove_negative"], momentum=params["momentum"],
+            momentum_damp=params["momentum_damp"], ridge=params["ridge"], noregul=params["noregul"],
+            model=model, backend=params["backend"])
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        if params["partition"] not in PARTITIONS:
+            raise ConfigError(f"partition must be one of {sorted(PARTITIONS)}, got {params['partition']!r}")
+        if not (isinstance(params["hg_batch_size"], int) and params["hg_batch_size"] > 0):
+            raise ValueError(f"hg_batch_size must be a positive int, got {params['hg_batch_size']!r}")
+        probe = torch.nn.Linear(1, 1)
+        cls._build(_partition.canonical(probe)[0], probe, [], params, lambda x, y: None)  # the optimizer's own checks
+
+    def full_loss(self, x, y):
+        return self.problem.loss(self.model(x), y)
+
+    def step(self, x, y) -> dict[str, Any]:
+        opt = self.optimizer
+        opt.zero_grad(set_to_none=True)
+        loss = self.full_loss(x, y)
+        loss.backward()
+        opt.step()
+        st = opt.summary_state
+        metrics: dict[str, Any] = {"train_loss": loss.detach()}
+        for i, lr in enumerate(opt.lrs):
+            metrics[f"lr_group_{i}"] = lr
+        metrics.update(r=st["r"], x0=st["x0"], refresh_time=st["refresh_time"],
+                       refresh_time_total=st["refresh_time_total"])
+        for status, count in st["status_counts"].items():
+            metrics[f"solver_{status}"] = count
+        return metrics
+
+    def info(self) -> dict[str, Any]:
+        return {"name_groups": self.name_groups, "S": len(self.name_groups),
+                "group_sizes": [sum(p.numel() for p in g["params"]) for g in self.param_groups]}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["hg_stream"] = self.hg_stream.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.hg_stream.load_state_dict(state["hg_stream"])

@@ -1,0 +1,100 @@
+"""The registered newton_summary algorithm in the runner: metrics, separate hg stream, exact resume,
+parameter checks, the scaled_mlp model and the plotter."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+import workbench.plots.newton_summary  # noqa: F401  registers the plotter
+from workbench.registry import ALGORITHMS, MODELS, PLOTTERS, ConfigError, load_all
+from workbench.runner import Experiment, build_problem, plan_runs
+
+load_all()
+
+
+def _config(tiny_config, **kw):
+    config = copy.deepcopy(tiny_config)
+    config.update(runs=[dict(algorithm="newton_summary", period_hg=3, hg_batch_size=16)],
+                  log_every=1, epochs=None, max_steps=8)
+    config.update(kw)
+    return config
+
+
+def test_metrics_and_hg_stream(tiny_config):
+    config = _config(tiny_config)
+    experiment = Experiment.create(config)
+    assert experiment.run() == 0
+    run = experiment.history["runs"][0]
+    m = run["metrics"]
+    S = run["info"]["S"]
+    assert S == 4 and run["info"]["name_groups"][0] == ["1.weight"]
+    for i in range(S):
+        assert len(m[f"lr_group_{i}"]) == len(m["step"])
+    counts = sum(m[f"solver_{s}"][-1] for s in ("easy", "hard", "newton", "zero_gradient", "unbounded", "failed"))
+    assert counts == 3  # refreshes at steps 0, 3, 6
+    assert m["refresh_time_total"][-1] > 0 and math.isfinite(m["train_loss"][-1])
+
+
+def test_resume_is_exact(tiny_config):
+    config = _config(tiny_config, dtype="float64")
+    problem = build_problem(config)
+    torch.manual_seed(0)
+    model = problem.build_model()
+    cls = ALGORITHMS["newton_summary"]
+    torch.manual_seed(0)
+    a = cls(problem, copy.deepcopy(model), period_hg=3, hg_batch_size=16)
+    x, y = problem.data.x_train, problem.data.y_train
+    for k in range(4):
+        a.step(x[k * 16:(k + 1) * 16], y[k * 16:(k + 1) * 16])
+    state = copy.deepcopy(a.state_dict())
+    torch.manual_seed(123)  # a different construction seed: the saved stream state must win
+    b = cls(problem, copy.deepcopy(model), period_hg=3, hg_batch_size=16)
+    b.load_state_dict(state)
+    for k in range(4, 9):
+        ma = a.step(x[(k % 6) * 16:(k % 6 + 1) * 16], y[(k % 6) * 16:(k % 6 + 1) * 16])
+        mb = b.step(x[(k % 6) * 16:(k % 6 + 1) * 16], y[(k % 6) * 16:(k % 6 + 1) * 16])
+        assert ma["lr_group_0"] == mb["lr_group_0"]
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_hg_stream_differs_from_training_order(tiny_config):
+    config = _config(tiny_config, dtype="float64")
+    problem = build_problem(config)
+    torch.manual_seed(0)
+    algo = ALGORITHMS["newton_summary"](problem, problem.build_model(), hg_batch_size=16)
+    xb, _ = next(algo.hg_stream)
+    assert xb.shape[0] == 16
+    assert not torch.equal(xb, problem.data.x_train[:16])
+
+
+def test_bad_parameters_fail_before_training(tiny_config):
+    with pytest.raises(ConfigError, match="partition"):
+        plan_runs(_config(tiny_config, runs=[dict(algorithm="newton_summary", partition="blocks")]))
+    with pytest.raises(ConfigError, match="period_hg"):
+        plan_runs(_config(tiny_config, runs=[dict(algorithm="newton_summary", period_hg=0)]))
+    with pytest.raises(ConfigError, match="damping_int"):
+        plan_runs(_config(tiny_config, runs=[dict(algorithm="newton_summary", dampnig_int=1.0)]))
+
+
+def test_scaled_mlp_same_function_as_mlp():
+    torch.manual_seed(0)
+    a = MODELS["mlp"]((6,), 3, hidden=[8], activation="tanh").double()
+    torch.manual_seed(0)
+    b = MODELS["scaled_mlp"]((6,), 3, hidden=[8], activation="tanh", weight_scales=[4.0, 0.5],
+                             bias_scales=[2.0, 3.0]).double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    torch.testing.assert_close(a(x), b(x), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ConfigError):
+        MODELS["scaled_mlp"]((6,), 3, hidden=[8], weight_scales=[1.0])
+
+
+def test_plotter_writes_figures(tiny_config, tmp_path):
+    experiment = Experiment.create(_config(tiny_config))
+    experiment.run()
+    paths = PLOTTERS["newton_summary"](experiment.history["runs"], tmp_path)
+    assert {p.name for p in paths} == {"newton_summary_lrs.png", "newton_summary_solver.png"}
+    assert all(p.stat().st_size > 0 for p in paths)
