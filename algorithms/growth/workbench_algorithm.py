@@ -106,7 +106,8 @@ class Growth(Algorithm):
     layer_choice : "best" (largest D, or gradient norm for GradMax / random) or "round_robin"
     amplitude : "auto" (TINY: line_search, GradMax / random: norm), "line_search", "norm", "unit"
         (gamma = 1 as solved)
-    gamma_grid : candidate gammas (> 0) of the line search
+    gamma_grid : candidate gammas (> 0) of the line search; when the largest one is best, gamma
+        keeps doubling (at most ``gamma_expand`` times) while the loss still decreases
     gradmax_scale : norm rule factor for GradMax / random outgoing weights
     statistics_samples : training examples used for the statistics and the line search
     statistical_threshold : TINY / GradMax singular value threshold
@@ -117,7 +118,7 @@ class Growth(Algorithm):
 
     defaults = dict(method="tiny", grow_every=100, grow_unit="steps", neurons_per_growth=2,
                     target_width=64, start_width=None, layer_choice="best", amplitude="auto",
-                    gamma_grid=[1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0],
+                    gamma_grid=[1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0], gamma_expand=6,
                     gradmax_scale=0.5, statistics_samples=1024, statistical_threshold=1e-3, whitening="auto",
                     optimizer="SGD", optimizer_args={"lr": 0.01})
 
@@ -143,6 +144,8 @@ class Growth(Algorithm):
         grid = params["gamma_grid"]
         if not grid or any(not isinstance(g, (int, float)) or not g > 0 for g in grid):
             raise ValueError(f"gamma_grid must be a non-empty list of gammas > 0, got {grid!r}")
+        if not isinstance(params["gamma_expand"], int) or params["gamma_expand"] < 0:
+            raise ValueError(f"gamma_expand must be an int >= 0, got {params['gamma_expand']!r}")
         if not params["gradmax_scale"] > 0:
             raise ValueError(f"gradmax_scale must be > 0, got {params['gradmax_scale']!r}")
         if not isinstance(params["statistics_samples"], int) or params["statistics_samples"] < 1:
@@ -272,11 +275,18 @@ class Growth(Algorithm):
         gamma = 1.0
         if self.amplitude == "line_search":
             best_gamma, best_loss = None, loss_before
-            for g in p["gamma_grid"]:
+            grid = sorted(p["gamma_grid"])
+            for g in grid:
                 model.set_scaling_factor(g)
                 loss = self._loss_on(x, y, model.extended_forward)
                 if math.isfinite(loss) and loss < best_loss:
                     best_gamma, best_loss = g, loss
+            for _ in range(p["gamma_expand"] if best_gamma == grid[-1] else 0):
+                model.set_scaling_factor(2 * best_gamma)
+                loss = self._loss_on(x, y, model.extended_forward)
+                if not (math.isfinite(loss) and loss < best_loss):
+                    break
+                best_gamma, best_loss = 2 * best_gamma, loss
             if best_gamma is None:  # no gamma > 0 helps: skip rather than commit gamma = 0
                 model.delete_update()
                 warnings.warn(f"growth at step {self.step_count} skipped: no gamma in the grid lowers the loss",
