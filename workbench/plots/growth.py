@@ -80,14 +80,15 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
     fig, (ax_w, ax_p) = plt.subplots(1, 2, figsize=(11, 4.2))
     for k, run in enumerate(runs):
         color = colors[k % len(colors)]
+        lw = 1.0 + 2.0 * (len(runs) - 1 - k) / max(len(runs) - 1, 1)  # identical schedules stay visible
         metrics = run.get("metrics") or {}
         width_keys = sorted(key for key in metrics if key.startswith("width_"))
         for j, key in enumerate(width_keys):
             x, y = series(run, key, "step")
-            ax_w.step(x, y, where="post", color=color, ls=("-", "--", ":", "-.")[j % 4],
+            ax_w.step(x, y, where="post", color=color, ls=("-", "--", ":", "-.")[j % 4], lw=lw,
                       label=f"{run['label']} layer {key[6:]}")
         x, y = series(run, "n_params", "step")
-        ax_p.step(x, y, where="post", color=color, label=run["label"])
+        ax_p.step(x, y, where="post", color=color, lw=lw, label=run["label"])
     ax_w.set_xlabel("step")
     ax_w.set_ylabel("hidden width")
     ax_w.legend(fontsize=7)
