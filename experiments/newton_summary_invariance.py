@@ -6,11 +6,12 @@ Run it twice and overlay the two records:
     python main.py experiments/newton_summary_invariance.py
     python main.py experiments/newton_summary_invariance.py name=newton_summary_invariance_unscaled "model_args={'hidden': [64], 'activation': 'tanh'}"
     python plot.py results/<scaled run> results/<unscaled run>
-The NewtonSummary loss curves coincide (to float64 rounding); the AdamW ones differ.
+The NewtonSummary loss curves coincide (measured: max relative difference 2e-9 over 60 steps); the
+AdamW ones differ (18%).
 """
 name = "newton_summary_invariance"
 dataset = "mnist"
-subset = 5000                     # small and float64, so the two runs agree to ~1e-10
+subset = 5000                     # small and float64: the two runs agree to ~1e-8 (W / a is rounded in float32 at build)
 dtype = "float64"
 model = "scaled_mlp"
 model_args = dict(hidden=[64], activation="tanh", weight_scales=[10.0, 0.1], bias_scales=[0.2, 5.0])

@@ -17,7 +17,9 @@ Backends (same numbers, different cost):
   vmapped computation over the S masked directions :math:`v_s` gives :math:`H v_s` (vjp of the
   gradient) and :math:`v_s^\top \nabla_\theta (v_s^\top H v_s)` = order3_s (grad of that).
 * ``"batched"`` (any closure): reverse-over-reverse autograd whose S double and S triple backward
-  passes run as ONE vmapped backward each (``is_grads_batched``), not as a Python loop.
+  passes run as ONE vmapped backward each (``is_grads_batched``), not as a Python loop. Its third
+  order pass backpropagates S cotangents through the S-batched graph (S^2 work): prefer it with
+  ``order3=False``.
 * ``"reverse"``: the plain loop of S double- and S triple-backward passes (the reference
   implementation's scheme), row s of :math:`\bar H` differentiated only w.r.t. subsets >= s and
   order3_s only w.r.t. subset s; the test oracle and the benchmark baseline.
