@@ -142,6 +142,7 @@ def test_parameters_reused_for_a_regularisation_path(note_case):
     assert path[0] > path[1]
 
 
+@pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
 def test_solver_selection_and_failure_is_reported():
     with pytest.raises(ValueError, match="installed solvers: .*CLARABEL"):
         convex.check_solver("NO_SUCH_SOLVER")
