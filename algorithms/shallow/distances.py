@@ -133,8 +133,10 @@ def sliced_wasserstein2(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | 
 
     ``V, W`` : (m, D). ``projections`` : (L, D) unit directions, fixed by the caller for a whole
     outer step so the inner objective is one deterministic function; if None, ``n_projections``
-    are drawn from ``generator``. Cost O(L m log m): project (m, L), sort each column per sign
-    group, and average the squared differences of the sorted values. Differentiable in torch.
+    are drawn from ``generator``. Cost O(L m log m): project to (L, m), argsort each direction per
+    sign group (the 1-D optimal coupling is the sorted one), and average the squared differences
+    of matched projections. Differentiable in torch in ``V`` and ``W`` (through the fixed
+    matching, like :func:`wasserstein2`; ties make it a subgradient).
     """
     _check_pair(V, W, signs)
     m, dim = V.shape
@@ -143,25 +145,35 @@ def sliced_wasserstein2(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | 
     if projections.dim() != 2 or projections.shape[1] != dim:
         raise ValueError(f"projections must be (L, {dim}), got {tuple(projections.shape)}")
     projections = projections.to(V.dtype)
-    pv, pw = V @ projections.T, W @ projections.T  # (m, L)
-    if signs is None:
-        groups = [(None, m)]
-    else:
-        positive = (signs >= 0).to(V.device)
-        n_pos = int(positive.sum())
-        groups = [(mask, size) for mask, size in ((positive, n_pos), (~positive, m - n_pos)) if size > 0]
-    total = V.new_zeros(())
-    for mask, size in groups:
-        if mask is None:
-            sv, sw = torch.sort(pv, dim=0).values, torch.sort(pw, dim=0).values
-        else:
-            # other-sign particles are pushed to +inf and sorted last, then cut off: elementwise
-            # masking and a slice instead of index/scatter kernels, which are slow on CPU
-            inf = torch.tensor(torch.inf, dtype=pv.dtype, device=pv.device)
-            sv = torch.sort(torch.where(mask[:, None], pv, inf), dim=0).values[:size]
-            sw = torch.sort(torch.where(mask[:, None], pw, inf), dim=0).values[:size]
-        total = total + ((sv - sw) ** 2).sum()
+    pv, pw = projections @ V.T, projections @ W.T  # (L, m)
+    match = _sorted_matching(pv.detach(), pw.detach(), signs)
+    # pv is compared with its 1-D optimal partner in every direction; the matching is constant (as
+    # in wasserstein2), so no sort enters autograd (torch.sort and its backward are slow on CPU)
+    total = ((pv - torch.take_along_dim(pw, match, dim=1)) ** 2).sum()
     return total / (m * projections.shape[0])
+
+
+def _sorted_matching(pv: torch.Tensor, pw: torch.Tensor, signs: torch.Tensor | None) -> torch.Tensor:
+    """(L, m) int64: per direction, the index of the W particle matched to each V particle by the
+    monotone (sorted) coupling within each sign group (numpy argsort on CPU, torch on GPU)."""
+    L, m = pv.shape
+    groups = sign_groups(signs.detach().cpu() if signs is not None else None, m)
+    if pv.is_cuda:
+        match = torch.empty((L, m), dtype=torch.int64, device=pv.device)
+        for group in groups:
+            g = group.to(pv.device)
+            ov = g[torch.argsort(pv.index_select(1, g), dim=1)]
+            ow = g[torch.argsort(pw.index_select(1, g), dim=1)]
+            match.scatter_(1, ov, ow)
+        return match
+    pvn, pwn = pv.cpu().numpy(), pw.cpu().numpy()
+    match = np.empty((L, m), dtype=np.int64)
+    for group in groups:
+        g = group.numpy()
+        ov = g[np.argsort(pvn[:, g], axis=1, kind="stable")]
+        ow = g[np.argsort(pwn[:, g], axis=1, kind="stable")]
+        np.put_along_axis(match, ov, ow, axis=1)
+    return torch.from_numpy(match).to(pv.device)
 
 
 DISTANCES = {"frobenius": frobenius, "wasserstein2": wasserstein2, "sliced_wasserstein2": sliced_wasserstein2}

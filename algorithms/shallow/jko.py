@@ -30,7 +30,9 @@ Stopping: both marginal residuals :math:`\|a\odot Kb - p\|_1/\sum q` (rows again
 output) and :math:`\|b\odot K^\top a - q\|_1/\sum q` (columns before the b update) below ``tol``.
 The returned :math:`p_{t+1}` is the row marginal of the final plan, whose columns sum exactly to
 q, so :math:`\sum p_{t+1} = \sum \pi = \sum q` (mass conservation) up to rounding.
-Cost per iteration: two (N, N) log-sum-exp reductions and one prox; no Python loop over the grid.
+Cost per iteration: two (N, N) matrix-vector products in a log-stabilised form (:func:`log_matvec`,
+exact log-sum-exp for the rows where the shifted kernel products underflow) and one prox; no Python
+loop over the grid.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def cost_matrix(grid: torch.Tensor) -> torch.Tensor:
     if grid.dim() != 2:
         raise ValueError(f"grid must be (N, D), got {tuple(grid.shape)}")
     g = grid.to(F64)
-    return 0.5 * torch.cdist(g, g).pow(2)
+    C = 0.5 * torch.cdist(g, g, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+    return 0.5 * (C + C.T)  # exact symmetry: the iteration uses K a for K^T a
 
 
 def log_kernel(cost: torch.Tensor, epsilon: float, kernel_floor: float = 0.0) -> torch.Tensor:
@@ -94,9 +97,30 @@ def _masked_log(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, torch.log(x.clamp(min=1e-300)), torch.full_like(x, -math.inf))
 
 
+def log_matvec(logK: torch.Tensor, K: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""log(K exp(v)) (N,) for the log-kernel (N, N), without underflow.
+
+    Fast path: :math:`\max v + \log(K e^{v - \max v})`, one BLAS matrix-vector product with the
+    precomputed K = exp(logK). Rows whose sum falls below 1e-280 (the exponentials that mattered
+    underflowed, the situation a small epsilon creates) are recomputed exactly by log-sum-exp over
+    logK; rows above it are exact to rounding, since every underflowed term is < 1e-308 and there are
+    at most N of them. Entries of v may be -inf (zero scalings).
+    """
+    vmax = v.max()
+    if not bool(torch.isfinite(vmax)):
+        return torch.full_like(v, -math.inf)
+    s = K @ torch.exp(v - vmax)
+    out = vmax + torch.log(s)
+    bad = torch.nonzero(s < 1e-280).flatten()
+    if bad.numel():
+        exact = torch.logsumexp(logK.index_select(0, bad) + v[None, :], dim=1)
+        out = out.index_copy(0, bad, exact)
+    return out
+
+
 def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
              max_iter: int = 2000, tol: float = 1e-9, check_every: int = 1,
-             g0: torch.Tensor | None = None) -> JKOResult:
+             g0: torch.Tensor | None = None, kernel: torch.Tensor | None = None) -> JKOResult:
     r"""One entropic JKO step from masses ``q`` (N,) with log-kernel ``logK`` (N, N, symmetric) and the
     KL prox of :math:`\lambda F` (module docstring): a :class:`~algorithms.shallow.jko_prox.ProxSolver`
     (called as ``prox.solve_log(log z)``, so z = K b may exceed the float64 range) or any callable
@@ -104,6 +128,9 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
 
     ``g0`` : (N,) warm start for log b (e.g. the previous step's ``g``); default zeros.
     ``check_every`` : iterations between residual checks (each check is a host sync).
+    ``kernel`` : exp(logK), if the caller keeps it across steps (else computed here once).
+    ``logK`` must be symmetric (a cost matrix of a grid with itself). Each iteration costs two
+    :func:`log_matvec` (O(N^2) matrix-vector products, with exact log-sum-exp only for underflowing rows).
     Warns when ``max_iter`` is reached, and rolls back to the last finite iterate (status
     "nonfinite") if the prox returns a negative or non-finite vector.
     """
@@ -124,7 +151,8 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
     res_p = res_q = math.inf
     prox_iters, status, check_q = 0, "max_iter", False
     it = 0
-    log_z = torch.logsumexp(logK + g[None, :], dim=1)  # log(K b)
+    K = torch.exp(logK) if kernel is None else kernel
+    log_z = log_matvec(logK, K, g)  # log(K b)
     for it in range(1, int(max_iter) + 1):
         if f is not None and check_q:
             res_p = float((torch.exp(f + log_z) - p).abs().sum()) / mass
@@ -146,12 +174,12 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
             break
         p = p_new
         f = torch.where(p > 0, _masked_log(p) - log_z, torch.full_like(p, -math.inf))
-        log_Ka = torch.logsumexp(logK + f[:, None], dim=0)  # log(K^T a)
+        log_Ka = log_matvec(logK, K, f)  # log(K^T a) = log(K a): K is symmetric
         check_q = it % int(check_every) == 0
         if check_q:
             res_q = float((torch.exp(g + log_Ka) - q).abs().sum()) / mass
         g = torch.where(q > 0, logq - log_Ka, torch.full_like(q, -math.inf))
-        log_z = torch.logsumexp(logK + g[None, :], dim=1)
+        log_z = log_matvec(logK, K, g)
     else:
         if f is not None:
             res_p = float((torch.exp(f + log_z) - p).abs().sum()) / mass
@@ -270,6 +298,7 @@ class ReluJKO(Algorithm):
         except ValueError as err:
             raise ConfigError(f"relu_jko: {err}") from err
         self.cost = cost_matrix(self.grid)
+        self.K = torch.exp(self.logK)
         self.g = None
         self.prox = None
         self._data_key = None
@@ -300,7 +329,7 @@ class ReluJKO(Algorithm):
         P = self.params
         prox = self._prox_for(x, y)
         result = jko_step(self.p, self.logK, prox, max_iter=P["max_iter"], tol=P["tol"],
-                          check_every=P["check_every"], g0=self.g if P["warm_start"] else None)
+                          check_every=P["check_every"], g0=self.g if P["warm_start"] else None, kernel=self.K)
         self.p = result.p
         self.g = result.g
         with torch.no_grad():
