@@ -3,7 +3,8 @@
 For each n (100 and 1000; --quick: 100 and 300) on ``teacher(n, d=2, k=3)`` with weight decay beta:
 
 * convex: patterns from ``--gates`` Gaussian gates (deduplicated), the group lasso built and solved
-  with CLARABEL; wall time (build + solve) and the optimum F*;
+  with CLARABEL in the "auto" formulation (Gram form when n >= P (d+1)); wall time (build + solve)
+  and the optimum F*; also the textbook sum-of-squares ("residual") form's time, as the ratio;
 * reference-style convex (the original repository's formulation): one pattern per neuron of the
   initial network, one signed block per neuron, no deduplication; its time and value (>= F* only if
   it sees enough patterns; it is not the global problem);
@@ -13,7 +14,7 @@ For each n (100 and 1000; --quick: 100 and 300) on ``teacher(n, d=2, k=3)`` with
 Prints one table and the growth ratios t(n_max) / t(n_min). For d >= 2 the pattern set is sampled, so
 F* upper-bounds the global optimum and GD may cross it.
 
-    .venv/bin/python bench/convex_vs_gd.py [--quick] [--gates 300] [--budget 60]
+    .venv/bin/python bench/convex_vs_gd.py [--quick] [--gates 300] [--budget 30]
 """
 from __future__ import annotations
 
@@ -78,12 +79,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n in {100, 300}, 100 gates, 10 s GD budget")
     parser.add_argument("--gates", type=int, default=None, help="Gaussian gates (default 300; quick 100)")
-    parser.add_argument("--budget", type=float, default=None, help="GD seconds per run (default 60; quick 10)")
+    parser.add_argument("--budget", type=float, default=None, help="GD seconds per run (default 30; quick 10)")
     parser.add_argument("--beta", type=float, default=1e-4)
     args = parser.parse_args(argv)
     ns = (100, 300) if args.quick else (100, 1000)
     gates = args.gates or (100 if args.quick else 300)
-    budget = args.budget or (10.0 if args.quick else 60.0)
+    budget = args.budget or (10.0 if args.quick else 30.0)
     # tiny dense problems: one thread is ~10x faster than two on a shared 2-core machine
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", UserWarning)  # cvxpy's "solution may be inaccurate" chatter
@@ -99,11 +100,16 @@ def main(argv=None) -> int:
         Xn, yn = X.numpy(), y.numpy()
         patterns = pattern_set(Xn, gates, torch.Generator().manual_seed(0))
         start = time.perf_counter()
-        result = ConvexReLUProblem(Xn, patterns).solve(yn, args.beta)
+        result = ConvexReLUProblem(Xn, patterns, "auto").solve(yn, args.beta)
         t_convex = time.perf_counter() - start
+        start = time.perf_counter()
+        residual = ConvexReLUProblem(Xn, patterns, "residual").solve(yn, args.beta)
+        t_residual = time.perf_counter() - start
         W0, a0 = normal(2, 50, scale=0.1, signs="mixed", seed=0)
         t_ref, v_ref, s_ref = reference_style_convex(Xn, yn, W0.numpy(), a0.numpy(), args.beta)
         row = {"n": n, "P": result.n_patterns, "t_convex": t_convex, "opt": result.value,
+               "form": result.extras["formulation"], "t_residual": t_residual,
+               "residual_diff": abs(residual.value - result.value),
                "t_solver": result.extras.get("solver_time") or float("nan"),
                "status": result.status, "t_ref": t_ref, "v_ref": v_ref}
         for name, opt, lr in (("adam", "adam", 1e-2), ("gd", "sgd", 0.1)):
@@ -113,7 +119,7 @@ def main(argv=None) -> int:
         print(f"n={n} done", file=sys.stderr, flush=True)
 
     print(f"\n2-D teacher (k=3), beta={args.beta}, {gates} gates, GD budget {budget:.0f} s; times in seconds\n")
-    head = (f"{'n':>5} {'P':>5} {'convex t':>9} {'(solver)':>9} {'F* (convex)':>12} {'ref-style t':>11} {'ref-style F':>11} "
+    head = (f"{'n':>5} {'P':>5} {'form':>8} {'convex t':>9} {'(solver)':>9} {'residual t':>10} {'F* (convex)':>12} {'ref-style t':>11} {'ref-style F':>11} "
             f"{'Adam t to 1%':>13} {'Adam steps':>10} {'GD t to 1%':>11} {'GD steps':>9} {'GD gap left':>11} "
             f"{'t_convex/t_Adam':>15}")
     print(head)
@@ -127,12 +133,17 @@ def main(argv=None) -> int:
         ta, sa, ga, tadam = cell("adam")
         tg, sg, gg, _ = cell("gd")
         ratio = f"{r['t_convex'] / tadam:.2f}" if tadam else "n/a"
-        print(f"{r['n']:>5} {r['P']:>5} {r['t_convex']:>9.2f} {r['t_solver']:>9.2f} {r['opt']:>12.6g} {r['t_ref']:>11.2f} "
+        print(f"{r['n']:>5} {r['P']:>5} {r['form']:>8} {r['t_convex']:>9.2f} {r['t_solver']:>9.2f} "
+              f"{r['t_residual']:>10.2f} {r['opt']:>12.6g} {r['t_ref']:>11.2f} "
               f"{r['v_ref']:>11.4g} {ta:>13} {sa:>10} {tg:>11} {sg:>9} {gg:>11.2%} {ratio:>15}")
     lo, hi = rows[0], rows[-1]
     print(f"\ngrowth n={lo['n']} -> n={hi['n']} (x{hi['n'] / lo['n']:.0f} data):")
     print(f"  convex solve time  x{hi['t_convex'] / lo['t_convex']:.1f}  (patterns {lo['P']} -> {hi['P']})")
+    print(f"  residual form      x{hi['t_residual'] / lo['t_residual']:.1f}")
     print(f"  reference-style    x{hi['t_ref'] / lo['t_ref']:.1f}")
+    for r in rows:
+        print(f"  n={r['n']}: residual-form time / chosen ({r['form']}) time = {r['t_residual'] / r['t_convex']:.2f}, "
+              f"|F*_residual - F*| = {r['residual_diff']:.1e}")
     for key, name in (("adam", "Adam"), ("gd", "GD")):
         a, b = lo[key], hi[key]
         if a[0] and b[0]:

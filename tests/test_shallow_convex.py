@@ -202,3 +202,20 @@ def test_relu_convex_sampled_steps_never_increase_objective():
     algo = convex.ReLUConvex(_problem(x, y, model), model, beta=1e-3, n_gates=30, max_solves=None)
     values = [algo.step(x, y)["convex_objective"] for _ in range(3)]
     assert all(b <= a + 1e-7 for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("case", ["note", "teacher2d"])
+def test_gram_and_residual_formulations_agree(case, note_case):
+    if case == "note":
+        _, y, X, P, _ = note_case
+        y = y.numpy()
+    else:
+        x, yt = teacher(60, 2, seed=4, k=2)
+        X, y = add_bias(x).numpy(), yt.numpy()
+        P = pattern_set(X, 15, torch.Generator().manual_seed(1))
+    res = ConvexReLUProblem(X, P, "residual").solve(y, BETA)
+    gram = ConvexReLUProblem(X, P, "gram").solve(y, BETA)
+    assert res.extras["formulation"] == "residual" and gram.extras["formulation"] == "gram"
+    assert abs(gram.value - res.value) < 1e-6 * max(1.0, res.value)
+    with pytest.raises(ValueError):
+        ConvexReLUProblem(X, P, "dense")

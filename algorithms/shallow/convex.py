@@ -120,14 +120,27 @@ class ConvexResult:
         return int(self.patterns.shape[0])
 
 
+FORMULATIONS = ("auto", "residual", "gram")
+
+
 class ConvexReLUProblem:
     """The group lasso of the module docstring for fixed X (n, d+1) and patterns (P, n).
 
-    The cvxpy problem is built once with Parameters for y and beta, so a regularisation path or new
-    targets re-solve without rebuilding (cvxpy caches the canonicalisation).
+    The cvxpy problem is built once with Parameters for the targets and beta, so a regularisation path
+    or new targets re-solve without rebuilding (cvxpy caches the canonicalisation).
+
+    Two equivalent forms of the data term, chosen by ``formulation``:
+
+    * ``"residual"``: (1/n)|A z - y|^2 as a sum of squares over the n points (sparse, best for small n);
+    * ``"gram"``: z^T (A^T A / n) z - 2 (A^T y / n)^T z + |y|^2 / n with the dense (2P(d+1))^2 Gram
+      matrix, whose interior-point cost does not grow with n (about 10x faster at n = 1000, P ~ 200);
+    * ``"auto"``: gram when n >= P (d+1), else residual.
+
+    Here z stacks the v_k - u_k and A = [D_1 X, ..., D_P X] (n, P(d+1)). The returned value is always
+    re-evaluated exactly at the returned point (:func:`convex_objective`), not taken from the solver.
     """
 
-    def __init__(self, X: np.ndarray, patterns: np.ndarray):
+    def __init__(self, X: np.ndarray, patterns: np.ndarray, formulation: str = "auto"):
         import cvxpy as cp
 
         X = np.asarray(X, dtype=np.float64)
@@ -136,20 +149,33 @@ class ConvexReLUProblem:
             raise ValueError(f"need X (n, d+1) and patterns (P, n), got {X.shape} and {patterns.shape}")
         if not len(patterns) or not patterns.any(axis=1).all():
             raise ValueError("patterns must be non-empty and contain no all-zero pattern")
+        if formulation not in FORMULATIONS:
+            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
         n, dim = X.shape
         P = patterns.shape[0]
+        if formulation == "auto":
+            formulation = "gram" if n >= P * dim else "residual"
+        self.formulation = formulation
         self.X, self.patterns = X, patterns
         D = patterns.T.astype(np.float64)  # (n, P)
-        self.y = cp.Parameter(n, name="y")
         self.beta = cp.Parameter(nonneg=True, name="beta")
         self.V = cp.Variable((P, dim), name="v")
         self.U = cp.Variable((P, dim), name="u")
         XV, XU = X @ self.V.T, X @ self.U.T  # (n, P): column k is X v_k
-        pred = cp.sum(cp.multiply(D, XV - XU), axis=1)
         S = 2.0 * D - 1.0
         reg = cp.sum(cp.norm(self.V, 2, axis=1)) + cp.sum(cp.norm(self.U, 2, axis=1))
+        if formulation == "residual":
+            self.y = cp.Parameter(n, name="y")
+            pred = cp.sum(cp.multiply(D, XV - XU), axis=1)
+            data_term = cp.sum_squares(pred - self.y) / n
+        else:
+            self.A = (D[:, :, None] * X[:, None, :]).reshape(n, P * dim)  # (n, P (d+1))
+            Q = self.A.T @ self.A / n
+            self.c = cp.Parameter(P * dim, name="Aty_over_n")
+            z = cp.vec(self.V - self.U, order="C")
+            data_term = cp.quad_form(z, cp.psd_wrap((Q + Q.T) / 2)) - 2 * self.c @ z
         self.problem = cp.Problem(
-            cp.Minimize(cp.sum_squares(pred - self.y) / n + self.beta * reg),
+            cp.Minimize(data_term + self.beta * reg),
             [cp.multiply(S, XV) >= 0, cp.multiply(S, XU) >= 0],
         )
 
@@ -160,7 +186,13 @@ class ConvexReLUProblem:
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         solver = check_solver(solver)
-        self.y.value = np.asarray(y, dtype=np.float64).reshape(-1)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if y.shape != (self.X.shape[0],):
+            raise ValueError(f"y must have shape ({self.X.shape[0]},), got {y.shape}")
+        if self.formulation == "residual":
+            self.y.value = y
+        else:
+            self.c.value = self.A.T @ y / len(y)
         self.beta.value = float(beta)
         start = time.perf_counter()
         try:
@@ -169,17 +201,19 @@ class ConvexReLUProblem:
         except cp.error.SolverError as exc:
             status = f"solver_error: {exc}"
         elapsed = time.perf_counter() - start
-        V, U, value = self.V.value, self.U.value, self.problem.value
+        V, U = self.V.value, self.U.value
         success = (status in OK_STATUSES and V is not None and U is not None
                    and np.isfinite(V).all() and np.isfinite(U).all()
-                   and value is not None and np.isfinite(value))
+                   and self.problem.value is not None and np.isfinite(self.problem.value))
         if not success:
             warnings.warn(f"convex ReLU solve with {solver} failed: status {status}", RuntimeWarning, stacklevel=2)
             return ConvexResult(status, False, float("nan"), None, None, self.patterns, float(beta), solver, elapsed)
+        V, U = np.array(V), np.array(U)
         stats = self.problem.solver_stats
-        extras = {"iterations": getattr(stats, "num_iters", None), "solver_time": getattr(stats, "solve_time", None)}
-        return ConvexResult(status, True, float(value), np.array(V), np.array(U), self.patterns, float(beta),
-                            solver, elapsed, extras)
+        extras = {"iterations": getattr(stats, "num_iters", None), "solver_time": getattr(stats, "solve_time", None),
+                  "formulation": self.formulation}
+        value = convex_objective(V, U, self.X, self.patterns, y, beta)
+        return ConvexResult(status, True, value, V, U, self.patterns, float(beta), solver, elapsed, extras)
 
 
 def convex_objective(V: np.ndarray, U: np.ndarray, X: np.ndarray, patterns: np.ndarray, y: np.ndarray,
@@ -274,6 +308,7 @@ class ReLUConvex(Algorithm):
         "zero_tol": 1e-4,        # blocks below zero_tol * max block norm are dropped (interior-point
                                  # solutions leave ~1e-5-relative residue in zero blocks)
         "max_solves": 1,         # solves before later steps become no-ops (None: solve every step)
+        "formulation": "auto",   # auto | residual | gram (see ConvexReLUProblem)
     }
     full_batch = True
 
@@ -286,6 +321,8 @@ class ReLUConvex(Algorithm):
             raise ValueError(f"beta must be >= 0, got {params['beta']}")
         if params["patterns"] not in ("auto", "sampled", "exact"):
             raise ValueError(f"patterns must be 'auto', 'sampled' or 'exact', got {params['patterns']!r}")
+        if params["formulation"] not in FORMULATIONS:
+            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {params['formulation']!r}")
         if params["patterns"] == "exact" and model.input_dim != 1:
             raise ValueError("patterns='exact' enumerates patterns of 1-D inputs only")
         self.solver = check_solver(params["solver"])
@@ -306,7 +343,8 @@ class ReLUConvex(Algorithm):
         W = self.model.W.detach().double().cpu().numpy()
         patterns = pattern_set(X, 0 if self.exact else p["n_gates"], self.generator,
                                W if p["network_patterns"] else None, self.active, self.exact)
-        result = ConvexReLUProblem(X, patterns).solve(yy, p["beta"], self.solver, **p["solver_options"])
+        result = ConvexReLUProblem(X, patterns, p["formulation"]).solve(yy, p["beta"], self.solver,
+                                                                         **p["solver_options"])
         self.last = result
         if result.success:
             V, U = prune(result.V, result.U, p["zero_tol"])
