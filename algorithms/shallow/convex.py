@@ -271,13 +271,13 @@ def pattern_set(X: np.ndarray, n_gates: int = 0, generator: torch.Generator | No
 
 def solve_convex(X: np.ndarray, y: np.ndarray, beta: float, patterns: np.ndarray | None = None,
                  n_gates: int = 1000, seed: int = 0, network_W: np.ndarray | None = None,
-                 solver: str = "CLARABEL", **options) -> ConvexResult:
+                 solver: str = "CLARABEL", formulation: str = "auto", **options) -> ConvexResult:
     """One-call solve on biased X (n, d+1): patterns given, or built by :func:`pattern_set`."""
     X = np.asarray(X, dtype=np.float64)
     if patterns is None:
         g = torch.Generator().manual_seed(int(seed))
         patterns = pattern_set(X, n_gates, g, network_W)
-    return ConvexReLUProblem(X, patterns).solve(np.asarray(y, dtype=np.float64), beta, solver, **options)
+    return ConvexReLUProblem(X, patterns, formulation).solve(np.asarray(y, dtype=np.float64), beta, solver, **options)
 
 
 # -- the workbench algorithm --------------------------------------------------------------------
