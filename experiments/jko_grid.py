@@ -22,7 +22,7 @@ max_steps = 25               # JKO steps
 seeds = [0]
 log_every = 1
 snapshot_every = 1           # the masses are only 128 numbers
-_common = dict(tau=0.5, epsilon=0.005, tol=1e-8, check_every=5)
+_common = dict(tau=0.5, epsilon=0.005, tol=1e-7, max_iter=500, check_every=5)
 runs = [
     dict(algorithm="relu_jko", label="prox: torch Newton", prox_solver="torch", **_common),
     dict(algorithm="relu_jko", label="prox: scipy L-BFGS-B", prox_solver="scipy", **_common),

@@ -256,7 +256,7 @@ class TorchNewtonProx(ProxSolver):
 class ScipyProx(ProxSolver):
     """L-BFGS-B (scipy) with the analytic gradient, in the variable u = log(p / z) (float64 numpy)."""
 
-    def __init__(self, energy, lam, max_iter: int = 20000, tol: float = 1e-14, warm_start: bool = True,
+    def __init__(self, energy, lam, max_iter: int = 20000, tol: float = 1e-16, warm_start: bool = True,
                  memory: int = 30):
         super().__init__(energy, lam, max_iter, tol, warm_start)
         self.memory = int(memory)

@@ -84,6 +84,11 @@ def plot_prox_loss(runs: list[dict], out_dir: Path) -> list[Path]:
     return [_save(fig, Path(out_dir) / "wasserstein_relu_prox_loss.png")]
 
 
+def _positive(x: np.ndarray) -> np.ndarray:
+    """NaN where x <= 0 (the distance is 0 at the warm start), so log axes stay readable."""
+    return np.where(x > 0, x, np.nan)
+
+
 def _inner_curves(run: dict):
     snaps = run.get("snapshots") or {}
     objs, dists = snaps.get("inner_objective") or [], snaps.get("inner_distance") or []
@@ -108,7 +113,7 @@ def plot_inner(runs: list[dict], out_dir: Path, outer_step: int | None = None) -
         ax = axes[0, col]
         k = np.arange(obj.size)
         ax.plot(k, obj, label="F(V)")
-        ax.plot(k, dist / (2 * gamma), label="dist(V, W_t) / (2 gamma)")
+        ax.plot(k, _positive(dist / (2 * gamma)), label="dist(V, W_t) / (2 gamma)")
         ax.plot(k, obj + dist / (2 * gamma), "k--", lw=1, label="prox objective")
         ax.set_yscale("log")
         ax.set_xlabel("inner step")
@@ -120,7 +125,7 @@ def plot_inner(runs: list[dict], out_dir: Path, outer_step: int | None = None) -
         for j, (t_j, obj_j, dist_j) in enumerate(curves):
             kk = offset + np.arange(obj_j.size)
             ax.plot(kk, obj_j, color="C0", lw=0.8, label="F(V)" if j == 0 else None)
-            ax.plot(kk, np.maximum(dist_j, 1e-300), color="C1", lw=0.8, label="dist(V, W_t)" if j == 0 else None)
+            ax.plot(kk, _positive(dist_j), color="C1", lw=0.8, label="dist(V, W_t)" if j == 0 else None)
             offset += obj_j.size
         ax.set_yscale("log")
         ax.set_xlabel("inner steps of the snapshotted outer steps, joined")
