@@ -81,7 +81,7 @@ def bench_jko(sizes, n_iter: int) -> None:
         q = q / q.sum()
         V = ((grid - 0.2) ** 2).sum(1)
         C = cost_matrix(grid)
-        for eps in (0.05, 1e-3):
+        for eps in (0.05, 1e-4):
             tau = 0.1
             logK = log_kernel(C, eps)
             with warnings.catch_warnings():
@@ -98,7 +98,7 @@ def bench_jko(sizes, n_iter: int) -> None:
             rows.append((N, eps, it_log))
             print(f"{N:>6} {eps:>7.0e} {it_log:>17.3f} {it_ref:>16.3f} {it_log / it_ref:>16.2f} "
                   f"{same:>17.1e} {str(ref_ok):>13} {str(log_ok):>11}")
-    for eps in (0.05, 1e-3):
+    for eps in (0.05, 1e-4):
         pts = [(N, t) for N, e, t in rows if e == eps]
         if len(pts) >= 2:
             (n0, t0), (n1, t1) = pts[0], pts[-1]

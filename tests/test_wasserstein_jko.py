@@ -202,3 +202,16 @@ def test_relu_jko_rejects_bad_parameters():
         ReluJKO(problem, model, prox_solver="ecos")
     with pytest.raises(ValueError, match="epsilon"):
         ReluJKO(problem, model, epsilon=-1.0)
+
+
+def test_log_matvec_matches_logsumexp_even_when_the_kernel_underflows():
+    from algorithms.shallow.jko import log_matvec
+
+    g = torch.Generator().manual_seed(11)
+    grid = torch.rand(40, 2, generator=g, dtype=F64)
+    for eps in (0.1, 1e-4):
+        logK = log_kernel(cost_matrix(grid), eps)
+        v = 300 * torch.randn(40, generator=g, dtype=F64)  # a wide range of log-scalings
+        v[5] = -math.inf
+        expected = torch.logsumexp(logK + v[None, :], dim=1)
+        torch.testing.assert_close(log_matvec(logK, torch.exp(logK), v), expected, rtol=1e-13, atol=1e-12)
