@@ -121,6 +121,9 @@ class ConvexResult:
 
 
 FORMULATIONS = ("auto", "residual", "gram")
+# The Gram objective is the true one minus |y|^2/n, so CLARABEL's default gap tolerances (1e-8) are
+# relative to |y|^2/n rather than to the (much smaller) optimum; 1e-11 costs ~4 more iterations.
+GRAM_CLARABEL_OPTIONS = {"tol_gap_abs": 1e-11, "tol_gap_rel": 1e-11}
 
 
 class ConvexReLUProblem:
@@ -194,6 +197,8 @@ class ConvexReLUProblem:
         else:
             self.c.value = self.A.T @ y / len(y)
         self.beta.value = float(beta)
+        if self.formulation == "gram" and solver == "CLARABEL":
+            options = {**GRAM_CLARABEL_OPTIONS, **options}
         start = time.perf_counter()
         try:
             self.problem.solve(solver=solver, **options)
