@@ -111,3 +111,23 @@ def test_distance_validation():
         sliced_wasserstein2(torch.zeros(3, 2), torch.zeros(3, 2), projections=torch.ones(4, 3))
     with pytest.raises(ValueError):
         frobenius(torch.zeros(3), torch.zeros(3))
+
+
+def test_sliced_numpy_path_matches_the_torch_expression():
+    """The CPU autograd Function against the device path's torch expression (run here on CPU)."""
+    from algorithms.shallow.distances import _sorted_matching
+
+    g = torch.Generator().manual_seed(6)
+    W = torch.randn(30, 3, generator=g, dtype=F64, requires_grad=True)
+    V = torch.randn(30, 3, generator=g, dtype=F64, requires_grad=True)
+    signs = torch.where(torch.rand(30, generator=g) < 0.4, -1.0, 1.0)
+    theta = random_projections(9, 3, g)
+    ours = sliced_wasserstein2(V, W, signs, projections=theta)
+    gV, gW = torch.autograd.grad(ours, (V, W))
+    pv, pw = theta @ V.T, theta @ W.T
+    match = _sorted_matching(pv.detach(), pw.detach(), signs)
+    expr = ((pv - torch.take_along_dim(pw, match, dim=1)) ** 2).sum() / (30 * 9)
+    eV, eW = torch.autograd.grad(expr, (V, W))
+    torch.testing.assert_close(ours, expr)
+    torch.testing.assert_close(gV, eV)
+    torch.testing.assert_close(gW, eW)

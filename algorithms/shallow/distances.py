@@ -145,12 +145,49 @@ def sliced_wasserstein2(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | 
     if projections.dim() != 2 or projections.shape[1] != dim:
         raise ValueError(f"projections must be (L, {dim}), got {tuple(projections.shape)}")
     projections = projections.to(V.dtype)
+    if not V.is_cuda:
+        groups = tuple(g.numpy() for g in sign_groups(signs.detach().cpu() if signs is not None else None, m))
+        return _SlicedW2CPU.apply(V, W, projections.detach().cpu(), groups)
     pv, pw = projections @ V.T, projections @ W.T  # (L, m)
     match = _sorted_matching(pv.detach(), pw.detach(), signs)
     # pv is compared with its 1-D optimal partner in every direction; the matching is constant (as
-    # in wasserstein2), so no sort enters autograd (torch.sort and its backward are slow on CPU)
+    # in wasserstein2), so no sort enters autograd
     total = ((pv - torch.take_along_dim(pw, match, dim=1)) ** 2).sum()
     return total / (m * projections.shape[0])
+
+
+class _SlicedW2CPU(torch.autograd.Function):
+    """CPU path of :func:`sliced_wasserstein2` in numpy: per sign group, argsort the (L, m_s)
+    projections of both sets, difference the sorted values, and keep those differences (scattered
+    back to particle order) for the gradients 2/(mL) diff^T theta. Same value and gradient as the
+    torch expression, without torch's slow CPU sort / gather kernels."""
+
+    @staticmethod
+    def forward(ctx, V, W, theta, groups):
+        th = theta.numpy().astype(np.float64)
+        pv = th @ V.detach().cpu().numpy().astype(np.float64).T  # (L, m)
+        pw = th @ W.detach().cpu().numpy().astype(np.float64).T
+        L, m = pv.shape
+        diff_v, diff_w = np.empty_like(pv), np.empty_like(pw)
+        for g in groups:
+            ov = g[np.argsort(pv[:, g], axis=1)]  # introsort: any order of ties is an optimal matching
+            ow = g[np.argsort(pw[:, g], axis=1)]
+            d = np.take_along_axis(pv, ov, axis=1) - np.take_along_axis(pw, ow, axis=1)
+            np.put_along_axis(diff_v, ov, d, axis=1)
+            np.put_along_axis(diff_w, ow, -d, axis=1)
+        ctx.scale = 2.0 / (m * L)
+        ctx.saved = (diff_v, diff_w, th)
+        ctx.like = V
+        return V.new_tensor(float((diff_v * diff_v).sum()) / (m * L))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        diff_v, diff_w, th = ctx.saved
+        g = float(grad_out) * ctx.scale
+        like = ctx.like
+        gV = torch.from_numpy(g * (diff_v.T @ th)).to(like.device, like.dtype) if ctx.needs_input_grad[0] else None
+        gW = torch.from_numpy(g * (diff_w.T @ th)).to(like.device, like.dtype) if ctx.needs_input_grad[1] else None
+        return gV, gW, None, None
 
 
 def _sorted_matching(pv: torch.Tensor, pw: torch.Tensor, signs: torch.Tensor | None) -> torch.Tensor:
@@ -170,8 +207,8 @@ def _sorted_matching(pv: torch.Tensor, pw: torch.Tensor, signs: torch.Tensor | N
     match = np.empty((L, m), dtype=np.int64)
     for group in groups:
         g = group.numpy()
-        ov = g[np.argsort(pvn[:, g], axis=1, kind="stable")]
-        ow = g[np.argsort(pwn[:, g], axis=1, kind="stable")]
+        ov = g[np.argsort(pvn[:, g], axis=1)]  # introsort: any order of ties is an optimal matching
+        ow = g[np.argsort(pwn[:, g], axis=1)]
         np.put_along_axis(match, ov, ow, axis=1)
     return torch.from_numpy(match).to(pv.device)
 
