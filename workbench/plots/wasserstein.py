@@ -312,3 +312,10 @@ def animate_jko(runs: list[dict], out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def animate_prox(runs: list[dict], out_dir: Path) -> list[Path]:
+    """``plot.py --animate`` for relu_prox: the shallow family's neuron/output animation for runs whose
+    particles live in the (w, b) plane or higher; 1-D particles (the two-particle toy) have only the
+    static wasserstein_relu_prox_particles.png."""
+    return shallow.animate_shallow([r for r in runs if _particle_dim(r) >= 2], out_dir)
