@@ -16,6 +16,7 @@ batch_size = None            # full-batch gradient descent
 epochs = None
 max_steps = 20000
 seeds = [0]
+threads = 1                  # a small model: one CPU thread is fastest (no thread contention)
 log_every = 100
 snapshot_every = 200         # neuron positions every 200 steps (bounded memory, smooth animation)
 _beta = 1e-3

@@ -14,6 +14,7 @@ model_args = dict(width=100, init="normal", scale=0.05, signs="mixed", output_sc
 batch_size = 64
 epochs = 20
 seeds = [0]
+threads = 1                  # a small model: one CPU thread is fastest (no thread contention)
 log_every = 20
 eval_every = 100
 snapshot_every = 500         # neuron snapshots are 100 x 785 numbers each

@@ -16,6 +16,7 @@ batch_size = None            # full batch
 epochs = None
 max_steps = 10000
 seeds = [0]
+threads = 1                  # a small model: one CPU thread is fastest (no thread contention)
 log_every = 100
 snapshot_every = 200
 _beta = 1e-4                 # small weight decay: the teacher is (nearly) the optimum

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "target_metric": "test_acc",  # test_acc / *_acc stop at >= target, losses at <= target
     "seeds": [0],                # one run of every entry of `runs` per seed
     "device": "auto",            # auto | cpu | cuda | cuda:N
+    "threads": None,             # CPU threads for torch (None: torch's default); 1 is often fastest for small models
     "dtype": "float32",          # float32 | float64
     "runs": [],                  # list of dict(algorithm=..., label=..., **parameters)
     "log_every": 50,             # steps between training-loss rows (mean over the steps since the last row)
@@ -91,7 +92,7 @@ def validate(config: dict[str, Any]) -> None:
     """Checks that need more than a type: numbers in range, a usable ``runs`` list."""
     if config["dtype"] not in DTYPES:
         raise ConfigError(f"dtype must be one of {DTYPES}, got {config['dtype']!r}")
-    for key in ("epochs", "max_steps", "batch_size", "subset", "log_every", "eval_every"):
+    for key in ("epochs", "max_steps", "batch_size", "subset", "log_every", "eval_every", "threads"):
         value = config[key]
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise ConfigError(f"{key} must be a positive integer or None, got {value!r}")

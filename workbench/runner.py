@@ -255,6 +255,8 @@ class Experiment:
     def run(self) -> int:
         """Train every run that is not done yet. Returns 0 if all finished, 1 if some diverged or
         failed, 130 if interrupted."""
+        if self.config.get("threads"):
+            torch.set_num_threads(self.config["threads"])
         self.problem = build_problem(self.config, self.device)
         with self.interrupt:
             outer = tqdm(total=len(self.plan), desc="runs", unit="run", disable=self._quiet(), position=0)
