@@ -312,3 +312,15 @@ def test_cholesky_route_equals_eigh_and_ridge_handles_singular_s2(ignore):
     xa, xo, xl = tiny_added_parameters(S2s, Ns, whitening="ridge", **kw)
     torch.testing.assert_close(Cs @ xa.T @ xo.T, Cs @ ea.T @ eo.T, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(xl, el, rtol=1e-4, atol=1e-6)
+
+
+def test_statistics_over_many_batches_equal_one_big_batch():
+    torch.manual_seed(0)
+    model = GrowingMLP(4, 3, 5, 1, activation="tanh", dtype=DT)
+    X, Y = torch.randn(100, 4, dtype=DT), torch.randn(100, 3, dtype=DT)
+    collect(model, [(X[i:i + 5], Y[i:i + 5]) for i in range(0, 100, 5)], sq_sum)  # 20 batches: flushes
+    many = [model.statistics(0).S.clone(), model.statistics(0).M2.clone(), model.statistics(0).P.clone()]
+    collect(model, [(X, Y)], sq_sum)
+    one = [model.statistics(0).S, model.statistics(0).M2, model.statistics(0).P]
+    for a, b in zip(many, one, strict=True):
+        torch.testing.assert_close(a, b)

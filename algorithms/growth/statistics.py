@@ -16,7 +16,8 @@ P           E[c b^T]         (r, p)
 
 The per-sample gradient g comes from the backward of a *sum*-reduced loss (or a mean-reduced one
 multiplied back by the batch size), so the statistics do not depend on how the samples were
-split into batches. Batch products run in the model's dtype; the running sums are float64.
+split into batches. Batch products are added in place (``addmm_``) to sums in the model's dtype,
+which are folded into float64 sums every ``FLUSH_EVERY`` batches and before every read.
 GradMax and the random baseline need only M2; ``m2_only=True`` skips the other products (for a
 784-256-10 MLP, S2 alone costs more than a training step).
 """
@@ -32,6 +33,9 @@ def with_ones(x: torch.Tensor, bias: bool) -> torch.Tensor:
     return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1) if bias else x
 
 
+FLUSH_EVERY = 16
+
+
 @dataclass
 class GrowthStatistics:
     """Running sums of S, M, S2, M2, P for one growth site and the number of samples."""
@@ -44,6 +48,8 @@ class GrowthStatistics:
     n_samples: int = 0
     _c_stats: torch.Tensor | None = field(default=None, repr=False)  # (r, r + p + q): [S2 | P | M2] sums
     _b_stats: torch.Tensor | None = field(default=None, repr=False)  # (p, p + q): [S | M] sums
+    _acc: tuple | None = field(default=None, repr=False)  # model-dtype partial sums since the last flush
+    _pending: int = 0
 
     def __post_init__(self):
         if self.m2_only:
@@ -59,14 +65,27 @@ class GrowthStatistics:
         if c.shape[1] != self.r or b.shape[1] != self.p or g.shape[1] != self.q:
             raise ValueError(f"batch shapes {tuple(c.shape)}, {tuple(b.shape)}, {tuple(g.shape)} do not "
                              f"match the site (r={self.r}, p={self.p}, q={self.q})")
+        if self._acc is None:
+            self._acc = tuple(torch.zeros(t.shape, dtype=c.dtype, device=c.device)
+                              for t in (self._c_stats, self._b_stats) if t is not None)
         if self.m2_only:
-            self._c_stats += (c.T @ g).double()
-            self.n_samples += n
-            return
-        bg = torch.cat([b, g], dim=1)  # (n, p + q)
-        self._c_stats += (c.T @ torch.cat([c, bg], dim=1)).double()
-        self._b_stats += (b.T @ bg).double()
+            self._acc[0].addmm_(c.T, g)
+        else:
+            bg = torch.cat([b, g], dim=1)  # (n, p + q)
+            self._acc[0].addmm_(c.T, torch.cat([c, bg], dim=1))
+            self._acc[1].addmm_(b.T, bg)
         self.n_samples += n
+        self._pending += 1
+        if self._pending >= FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._acc is None or self._pending == 0:
+            return
+        for total, partial in zip((self._c_stats, self._b_stats), self._acc):
+            total += partial.double()
+            partial.zero_()
+        self._pending = 0
 
     def _mean(self, block: torch.Tensor | None) -> torch.Tensor:
         if block is None:
@@ -77,6 +96,7 @@ class GrowthStatistics:
         return block / self.n_samples
 
     def _block(self, rows, cols):
+        self._flush()
         return None if self.m2_only else rows[:, cols]
 
     @property
@@ -97,4 +117,5 @@ class GrowthStatistics:
 
     @property
     def M2(self) -> torch.Tensor:
+        self._flush()
         return self._mean(self._c_stats if self.m2_only else self._c_stats[:, self.r + self.p:])
