@@ -17,19 +17,14 @@ FAMILY_MODULES = ("newton_summary", "growth", "shallow", "wasserstein")
 ANIMATIONS = {
     "relu_gd": ("shallow", "animate_shallow"),
     "relu_convex": ("shallow", "animate_shallow"),
-    "relu_prox": ("shallow", "animate_shallow"),
+    "relu_prox": ("wasserstein", "animate_prox"),
     "relu_jko": ("wasserstein", "animate_jko"),
 }
 
 
 def load_family_plotters() -> None:
     for name in FAMILY_MODULES:
-        module = f"workbench.plots.{name}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(f"workbench.plots.{name}")
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[list[dict], list[dict]]:
