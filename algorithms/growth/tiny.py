@@ -22,7 +22,8 @@ from the q x q matrix Z^T Z = N^T S2^{-1} N = V diag(lambda^2) V^T:
 
 ``"cholesky"`` uses this route when the Cholesky factorisation succeeds with every pivot above
 ``numerical_threshold`` (then S2 is invertible and the result equals ``"eigh"``'s) and falls back to
-``"eigh"`` otherwise. ``"ridge"`` uses it with S2 + numerical_threshold * I when S2 is singular (for
+``"eigh"`` otherwise. ``"ridge"`` uses it with S2 + eps I, eps = max(numerical_threshold,
+1e-6 tr(S2)), when S2 is singular (for
 example constant pixels of MNIST): a Tikhonov instead of a truncated pseudo-inverse; N lies in the
 range of S2, so the two differ only in the directions with eigenvalues near the threshold.
 ``"auto"`` (default) is ``"cholesky"``.
@@ -62,8 +63,10 @@ def _cholesky(S2: torch.Tensor, numerical_threshold: float, ridge: bool):
     if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
         return L
     if ridge:
+        # relative to the trace too: float32 accumulation leaves errors ~1e-7 |S2| in S2
+        eps = max(numerical_threshold, 1e-6 * float(torch.trace(S2)))
         eye = torch.eye(S2.shape[0], dtype=S2.dtype, device=S2.device)
-        L, info = torch.linalg.cholesky_ex(S2 + numerical_threshold * eye)
+        L, info = torch.linalg.cholesky_ex(S2 + eps * eye)
         if int(info) == 0:
             return L
     return None
