@@ -17,25 +17,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from workbench.plots.common import series  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
+from workbench.summary import group_by_label  # noqa: E402
 
 STATUSES = ("easy", "hard", "newton", "zero_gradient", "unbounded", "failed", "fallback")
-
-
-def _by_label(runs):
-    out: dict[str, list[dict]] = {}
-    for run in runs:
-        out.setdefault(run.get("label", "?"), []).append(run)
-    return out
-
-
-def _series(run, key):
-    m = run.get("metrics") or {}
-    if key not in m or "step" not in m:
-        return np.zeros(0), np.zeros(0)
-    x, y = np.asarray(m["step"], dtype=float), np.asarray(m[key], dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
 
 
 def _group_keys(runs):
@@ -55,7 +41,7 @@ def _group_name(runs, i):
 
 
 def plot_lrs(runs: list[dict], out_dir: Path) -> list[Path]:
-    groups = _by_label(runs)
+    groups = group_by_label(runs)
     panels = [(label, rs, _group_keys(rs)) for label, rs in groups.items()]
     panels = [p for p in panels if p[2]]
     if not panels:
@@ -63,7 +49,7 @@ def plot_lrs(runs: list[dict], out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
     for ax, (label, rs, keys) in zip(axes[:, 0], panels):
         for j, key in enumerate(keys):
-            curves = [c for c in (_series(r, key) for r in rs) if c[0].size]
+            curves = [c for c in (series(r, key, "step") for r in rs) if c[0].size]
             if not curves:
                 continue
             n = min(c[0].size for c in curves)
@@ -87,7 +73,7 @@ def plot_lrs(runs: list[dict], out_dir: Path) -> list[Path]:
 
 
 def plot_solver(runs: list[dict], out_dir: Path) -> list[Path]:
-    groups = _by_label(runs)
+    groups = group_by_label(runs)
     counts = {}
     for label, rs in groups.items():
         rows = []

@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from workbench.plots.common import series  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
 
 MAX_PANELS = 6
@@ -69,12 +70,7 @@ def _slug(text: str) -> str:
 
 
 def _metric(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    m = run.get("metrics") or {}
-    if key not in m or "step" not in m:
-        return np.zeros(0), np.zeros(0)
-    x, y = np.asarray(m["step"], dtype=float), np.asarray(m[key], dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
+    return series(run, key, "step")
 
 
 def convex_optimum(run: dict) -> float | None:

@@ -55,14 +55,15 @@ def _slug(text) -> str:
 
 
 # -- relu_prox ----------------------------------------------------------------------------------
-def plot_prox_loss(runs: list[dict], out_dir: Path) -> list[Path]:
-    panels = (("train_loss", "training loss F", True), ("prox_distance", "dist(W_t+1, W_t)", True),
-              ("inner_steps", "inner steps", False))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+def _metric_panels(runs: list[dict], panels, xlabel: str, path: Path, title: str | None = None) -> list[Path]:
+    """One panel per (metric key, y label, log y) against steps, one line per run; [] if empty."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels) + 4, 4.5))
     drawn = False
     for i, run in enumerate(runs):
         for ax, (key, label, logy) in zip(axes, panels):
             x, y = _metric(run, key)
+            if key == "mass_error":
+                y = np.abs(y)
             if logy:
                 keep = y > 0
                 x, y = x[keep], y[keep]
@@ -71,7 +72,7 @@ def plot_prox_loss(runs: list[dict], out_dir: Path) -> list[Path]:
             ax.plot(x, y, color=f"C{i % 10}", label=f"{run['label']} s{run.get('seed')}",
                     marker="o" if x.size < 30 else None, ms=3)
             ax.set_yscale("log" if logy else "linear")
-            ax.set_xlabel("outer step")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(label)
             drawn = True
     if not drawn:
@@ -80,8 +81,16 @@ def plot_prox_loss(runs: list[dict], out_dir: Path) -> list[Path]:
     for ax in axes:
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize="x-small")
-    fig.suptitle("proximal point: loss, step length and inner work", fontsize="small")
-    return [_save(fig, Path(out_dir) / "wasserstein_relu_prox_loss.png")]
+    if title:
+        fig.suptitle(title, fontsize="small")
+    return [_save(fig, path)]
+
+
+def plot_prox_loss(runs: list[dict], out_dir: Path) -> list[Path]:
+    panels = (("train_loss", "training loss F", True), ("prox_distance", "dist(W_t+1, W_t)", True),
+              ("inner_steps", "inner steps", False))
+    return _metric_panels(runs, panels, "outer step", Path(out_dir) / "wasserstein_relu_prox_loss.png",
+                          "proximal point: loss, step length and inner work")
 
 
 def _positive(x: np.ndarray) -> np.ndarray:
@@ -240,31 +249,7 @@ def plot_jko_mass(runs: list[dict], out_dir: Path) -> list[Path]:
 def plot_jko_metrics(runs: list[dict], out_dir: Path) -> list[Path]:
     panels = (("train_loss", "training loss F", True), ("total_mass", "total mass", False),
               ("mass_error", "|total mass - initial|", True), ("sinkhorn_iters", "Sinkhorn iterations", False))
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
-    drawn = False
-    for i, run in enumerate(runs):
-        for ax, (key, label, logy) in zip(axes, panels):
-            x, y = _metric(run, key)
-            if key == "mass_error":
-                y = np.abs(y)
-            if logy:
-                keep = y > 0
-                x, y = x[keep], y[keep]
-            if not x.size:
-                continue
-            ax.plot(x, y, color=f"C{i % 10}", label=f"{run['label']} s{run.get('seed')}",
-                    marker="o" if x.size < 30 else None, ms=3)
-            ax.set_yscale("log" if logy else "linear")
-            ax.set_xlabel("JKO step")
-            ax.set_ylabel(label)
-            drawn = True
-    if not drawn:
-        plt.close(fig)
-        return []
-    for ax in axes:
-        ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize="x-small")
-    return [_save(fig, Path(out_dir) / "wasserstein_relu_jko_metrics.png")]
+    return _metric_panels(runs, panels, "JKO step", Path(out_dir) / "wasserstein_relu_jko_metrics.png")
 
 
 def plot_relu_jko(runs: list[dict], out_dir: Path) -> list[Path]:
