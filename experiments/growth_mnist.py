@@ -12,7 +12,7 @@ model_args = dict(hidden_size=4, number_hidden_layers=1, activation="relu1")
 batch_size = 64
 epochs = 4
 seeds = [0]
-log_every = 50                         # divides grow_every: every growth is a logged row
+log_every = 50                         # growth steps always get a row of their own
 # whitening="ridge": MNIST's constant border pixels make S2 singular; the ridge keeps TINY on the
 # fast Cholesky route instead of a 785 x 785 eigendecomposition per growth.
 _common = dict(grow_every=200, neurons_per_growth=8, target_width=64, statistics_samples=2048, whitening="ridge",

@@ -13,7 +13,7 @@ batch_size = None                      # full batch
 epochs = None
 max_steps = 1500                       # 5 growths x 200 steps + 500
 seeds = [0, 1, 2]
-log_every = 10                         # divides the growth interval: every growth is a logged row
+log_every = 10                         # growth steps always get a row of their own
 eval_every = 50
 _common = dict(grow_every=200, neurons_per_growth=1, target_width=10, statistics_samples=1000,
                optimizer="SGD", optimizer_args=dict(lr=0.05))  # F has no 1/2: lr 0.05 ~ the notebook's 0.1

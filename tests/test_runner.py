@@ -73,6 +73,22 @@ if "_test_probe" not in ALGORITHMS:
             metrics = super().step(x, y)
             return {"train_loss": metrics["train_loss"] * (math.inf if self.count >= 4 else 1.0)}
 
+    @register_algorithm("_test_event")
+    class Event(OptimizerAlgorithm):
+        """SGD with a rare event at step 5 that asks for a row of its own."""
+
+        defaults = {"lr": 0.1}
+
+        def build_optimizer(self, parameters, lr):
+            self.count = 0
+            return torch.optim.SGD(parameters, lr=lr)
+
+        def step(self, x, y):
+            self.count += 1
+            metrics = super().step(x, y)
+            metrics.update(event=float(self.count) if self.count == 5 else math.nan, log_row=self.count == 5)
+            return metrics
+
     @DATASETS.register("_test_quadratic")
     def quadratic(data_dir, subset=None):
         """One example x = 1, y = 0: with a bias-free linear model F(w) = w^2, curvature 2."""
@@ -312,3 +328,12 @@ def test_bad_hyperparameter_values_fail_before_any_training(tiny_config):
     tiny_config["runs"] = [dict(algorithm="sgd", lr=0.1), dict(algorithm="adema", decay=1.0)]
     with pytest.raises(ConfigError, match=r"runs\[1\] \(adema\): .*decay"):
         run(tiny_config)
+
+
+def test_a_step_can_ask_for_a_row_of_its_own(tiny_config):
+    tiny_config.update(log_every=4, runs=[dict(algorithm="_test_event")])
+    experiment, _ = run(tiny_config)
+    metrics = experiment.history["runs"][0]["metrics"]
+    assert 5.0 in metrics["step"] and "log_row" not in metrics
+    assert metrics["event"][metrics["step"].index(5.0)] == 5.0
+    assert metrics["step"][:4] == [0.0, 4.0, 5.0, 6.0]  # 6: epoch end (96 / 16)

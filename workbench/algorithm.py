@@ -67,7 +67,9 @@ class Algorithm:
         """One update on the batch ``(x, y)``; returns metrics, at least ``train_loss``.
 
         Values may be 0-d tensors: the runner converts them to floats only when a log is due, so
-        the step loop does not synchronise with the GPU every step.
+        the step loop does not synchronise with the GPU every step. Metrics of steps between two
+        rows are not recorded; a step with a rare event (a growth) returns ``log_row=True`` to get
+        a row of its own.
         """
         raise NotImplementedError
 

@@ -388,7 +388,8 @@ class Experiment:
                 seconds = state.seconds
                 finishing = (total is not None and state.step >= total) or (
                     cfg["max_time"] is not None and seconds >= cfg["max_time"])
-                log_due = state.step % cfg["log_every"] == 0 or epoch_done or eval_due or finishing
+                log_due = (state.step % cfg["log_every"] == 0 or epoch_done or eval_due or finishing
+                           or bool(step_metrics.get("log_row", False)))
                 stop_requested = self.interrupt.requested or bool(
                     self.hooks.should_stop and self.hooks.should_stop(state))
                 if log_due:
@@ -397,7 +398,7 @@ class Experiment:
                            "epoch": state.epoch + state.position / n,
                            "train_loss": state.loss_sum / state.loss_count}
                     for key, value in last_metrics.items():
-                        if key != "train_loss":
+                        if key not in ("train_loss", "log_row"):
                             row[key] = float(value)
                     loss_acc.zero_()
                     state.loss_sum, state.loss_count = 0.0, 0

@@ -20,8 +20,8 @@ Metrics per step: ``n_params``, ``width_<i>``; at growth steps (NaN elsewhere):
 ``growth_predicted_change`` (first-order prediction -gamma^2 D, kappa included),
 ``growth_observed_change`` (loss after - loss before on the statistics samples), ``growth_gamma``,
 ``growth_layer``, ``growth_added``, ``growth_d_delta``, ``growth_new_neurons`` and ``growth_kappa``
-(the parts of D). Set the config's ``log_every`` to a divisor of the growth interval so that every
-growth step is a logged row; the snapshots also carry the full list of growth events.
+(the parts of D). A growth step always gets a metrics row of its own (``log_row``), whatever
+``log_every``; the snapshots also carry the full list of growth events.
 """
 from __future__ import annotations
 
@@ -210,6 +210,7 @@ class Growth(Algorithm):
         metrics.update(self._width_metrics())
         for key in EVENT_KEYS[1:-1]:
             metrics[f"growth_{key}"] = NAN if event is None else event[key]
+        metrics["log_row"] = event is not None  # every growth gets its row, whatever log_every
         return metrics
 
     def _width_metrics(self) -> dict:
