@@ -58,35 +58,24 @@ if "_test_probe" not in ALGORITHMS:
                 raise RuntimeError("boom at step 3")
             return {"train_loss": 1.0}
 
-    @register_algorithm("_test_blowup")
-    class BlowUp(OptimizerAlgorithm):
-        """SGD whose reported loss turns infinite at step 4 (as an overflowing run would)."""
+    @register_algorithm("_test_scripted")
+    class Scripted(OptimizerAlgorithm):
+        """SGD with scripted incidents: from step ``inf_from`` the reported loss is infinite (as an
+        overflowing run's would be); at step ``event_at`` a rare event asks for a row of its own."""
 
-        defaults = {"lr": 0.1}
+        defaults = {"lr": 0.1, "inf_from": None, "event_at": None}
 
-        def build_optimizer(self, parameters, lr):
+        def build_optimizer(self, parameters, lr, inf_from, event_at):
             self.count = 0
             return torch.optim.SGD(parameters, lr=lr)
 
         def step(self, x, y):
             self.count += 1
             metrics = super().step(x, y)
-            return {"train_loss": metrics["train_loss"] * (math.inf if self.count >= 4 else 1.0)}
-
-    @register_algorithm("_test_event")
-    class Event(OptimizerAlgorithm):
-        """SGD with a rare event at step 5 that asks for a row of its own."""
-
-        defaults = {"lr": 0.1}
-
-        def build_optimizer(self, parameters, lr):
-            self.count = 0
-            return torch.optim.SGD(parameters, lr=lr)
-
-        def step(self, x, y):
-            self.count += 1
-            metrics = super().step(x, y)
-            metrics.update(event=float(self.count) if self.count == 5 else math.nan, log_row=self.count == 5)
+            if self.params["inf_from"] is not None and self.count >= self.params["inf_from"]:
+                metrics["train_loss"] = metrics["train_loss"] * math.inf
+            event = self.count == self.params["event_at"]
+            metrics.update(event=float(self.count) if event else math.nan, log_row=event)
             return metrics
 
     @DATASETS.register("_test_quadratic")
@@ -155,7 +144,7 @@ def test_same_initial_weights_and_batch_order_for_every_algorithm(tiny_config):
 
 
 def test_divergence_and_failure_are_recorded_and_the_other_runs_go_on(tiny_config):
-    tiny_config["runs"] = [dict(algorithm="_test_crash"), dict(algorithm="_test_blowup"),
+    tiny_config["runs"] = [dict(algorithm="_test_crash"), dict(algorithm="_test_scripted", inf_from=4),
                            dict(algorithm="sgd", lr=0.1)]
     experiment, code = run(tiny_config)
     assert code == 1
@@ -331,7 +320,7 @@ def test_bad_hyperparameter_values_fail_before_any_training(tiny_config):
 
 
 def test_a_step_can_ask_for_a_row_of_its_own(tiny_config):
-    tiny_config.update(log_every=4, runs=[dict(algorithm="_test_event")])
+    tiny_config.update(log_every=4, runs=[dict(algorithm="_test_scripted", event_at=5)])
     experiment, _ = run(tiny_config)
     metrics = experiment.history["runs"][0]["metrics"]
     assert 5.0 in metrics["step"] and "log_row" not in metrics
