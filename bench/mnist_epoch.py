@@ -75,8 +75,8 @@ def workbench_epoch(data_dir: Path, optimizer_name: str, device: torch.device, m
                   model_args=dict(hidden=[256]), batch_size=64, epochs=1, max_steps=max_steps,
                   device=str(device), out_dir=str(out_dir), progress=False, checkpoint=False,
                   runs=[dict(algorithm=optimizer_name, lr=1e-3)])
-    experiment = Experiment.create(config)
     start = time.perf_counter()
+    experiment = Experiment.create(config)  # loads the dataset
     experiment.run()
     total = time.perf_counter() - start
     epoch = experiment.history["runs"][0]["metrics"]["time"][-1]  # the run's own clock

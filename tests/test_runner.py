@@ -326,3 +326,10 @@ def test_a_step_can_ask_for_a_row_of_its_own(tiny_config):
     assert 5.0 in metrics["step"] and "log_row" not in metrics
     assert metrics["event"][metrics["step"].index(5.0)] == 5.0
     assert metrics["step"][:4] == [0.0, 4.0, 5.0, 6.0]  # 6: epoch end (96 / 16)
+
+
+def test_missing_dataset_files_fail_before_a_run_folder_exists(tiny_config, tmp_path):
+    tiny_config.update(dataset="mnist", dataset_args={}, data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="MNIST_DIR"):
+        run(tiny_config)
+    assert not Path(tiny_config["out_dir"]).exists() or not any(Path(tiny_config["out_dir"]).iterdir())

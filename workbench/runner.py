@@ -112,6 +112,8 @@ def seed_everything(seed: int) -> None:
 def build_problem(config: dict, device: torch.device | None = None) -> Problem:
     """The dataset (loaded once, moved to the device and dtype) and a model factory."""
     load_all()
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
     device = device or resolve_device(config["device"])
     dtype = getattr(torch, config["dtype"])
     dataset_fn = DATASETS[config["dataset"]]
@@ -227,8 +229,9 @@ class Experiment:
     # -- creation ---------------------------------------------------------------------------
     @classmethod
     def create(cls, config: dict, config_path: str | Path | None = None, hooks: Hooks | None = None) -> "Experiment":
-        plan_runs(config)  # fail on a bad `runs` before a folder exists
+        plan_runs(config)  # fail on a bad `runs`, dataset or model before a folder exists
         device = resolve_device(config["device"])
+        problem = build_problem(config, device)
         run_dir = record.new_run_dir(config["out_dir"], config["name"])
         if config_path is not None:
             shutil.copyfile(config_path, run_dir / "config.py")
@@ -238,7 +241,9 @@ class Experiment:
             "environment": record.environment(device), "runs": [],
         }
         record.save_history(run_dir, history)
-        return cls(config, run_dir, history, hooks)
+        experiment = cls(config, run_dir, history, hooks)
+        experiment.problem = problem
+        return experiment
 
     @classmethod
     def resume(cls, run_dir: str | Path, hooks: Hooks | None = None) -> "Experiment":
@@ -255,9 +260,8 @@ class Experiment:
     def run(self) -> int:
         """Train every run that is not done yet. Returns 0 if all finished, 1 if some diverged or
         failed, 130 if interrupted."""
-        if self.config.get("threads"):
-            torch.set_num_threads(self.config["threads"])
-        self.problem = build_problem(self.config, self.device)
+        if self.problem is None:
+            self.problem = build_problem(self.config, self.device)
         with self.interrupt:
             outer = tqdm(total=len(self.plan), desc="runs", unit="run", disable=self._quiet(), position=0)
             try:
