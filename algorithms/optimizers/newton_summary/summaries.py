@@ -30,6 +30,22 @@ batch 100): vmap turns the S masked directions into dense (S, *p) tangents, so e
 for every layer, while the loop's reverse passes skip the layers before subset s. They exist for
 devices where batching beats that pruning (GPU; not measured here).
 
+Alternatives tried and dropped (CPU, 2 threads, float32, batch 100, median ms per refresh;
+784-128-64-10 S=6 | 784-1024-200-100-10 S=8; the "reverse" loop measured in the same process:
+5.4-5.9 | 23.5-28, of which the S third-order passes are about half: 2.7 | 16.7 without order3):
+
+* pruned forward mode, order3_s alone as jvp(jvp(jvp)) of a function of subset s only: 30 | 82;
+* H-bar rows alone by forward-over-reverse (jvp of ``grad`` w.r.t. subsets >= s, tangent v_s): 14 | 46;
+* ``torch.autograd.forward_ad``: nested dual levels are not supported, so no order3 that way;
+* ``torch.compile`` (aot_eager or inductor) of the pruned torch.func refresh: 47-49 | 150;
+* ``make_fx`` trace + CSE + DCE of the pruned torch.func refresh (rows fwd-over-rev, order3
+  jvp^3): 12 | 57; of a pure forward-mode refresh (H_st by jvp(jvp) per pair, g, order3 by
+  jvp^3): 24 | 144; of this reverse loop itself: 4.7-5.0 | 20.2-20.6 (1.15x, retraced per shape).
+
+Why: each pruned torch.func call recomputes the forward prefix (nothing shares the primal across
+subsets) and the jvp rules of linear/cross-entropy expand into several times more ops, while the
+loop reuses one forward and one create_graph gradient graph. None reaches the issue's 2x target.
+
 ``full_loss(x, y)`` must be a scalar, typically ``loss_fn(model(x), y)`` (mean over the batch).
 Models with BatchNorm in training mode or dropout give summaries of a different loss than the
 training one under ``"func"``/``"batched"`` (vmap); put them in eval mode first.
