@@ -1,5 +1,5 @@
 """Time one NewtonSummary refresh of (H-bar, g-bar, order3): the torch.func path (vmap over the S
-masked directions) and the batched-autograd path against the reverse-over-reverse loop of the
+masked directions), the batched-autograd path and the compiled (traced + inductor) reverse loop against the reverse-over-reverse loop of the
 reference implementation, on the same MLP, batch and direction, measured in this process.
 
     .venv/bin/python bench/newton_summary.py [--quick] [--threads N]
@@ -75,7 +75,10 @@ def bench_model(name, sizes, device, repeats, backends):
     ref = compute_Hg(groups, full_loss, x, y, u, backend="reverse")
     agree = {}
     for b in backends:
+        t0 = time.perf_counter()
         out = refresh[b]()
+        if b == "compiled":
+            print(f"  (compiled backend: first call, trace + inductor compile, {time.perf_counter() - t0:.1f} s)")
         agree[b] = max(float(((a - r).abs().max() / r.abs().max().clamp_min(1e-30))) for a, r in zip(out, ref))
 
     adam_model = build(sizes, device)
@@ -128,7 +131,7 @@ def main():
     for device in devices:
         for name, sizes in models.items():
             big = sizes[1] > 512 and device.type == "cpu"
-            backends = ("func", "reverse") if big else ("func", "batched", "reverse")
+            backends = ("func", "compiled", "reverse") if big else ("func", "batched", "compiled", "reverse")
             bench_model(name, sizes, device, 3 if args.quick else (5 if big else 15), backends)
 
 

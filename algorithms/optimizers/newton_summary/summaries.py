@@ -24,7 +24,14 @@ Backends (same numbers, different cost):
   implementation's scheme), row s of :math:`\bar H` differentiated only w.r.t. subsets >= s and
   order3_s only w.r.t. subset s; the test oracle and the benchmark baseline.
 
-``"auto"`` picks ``"reverse"``. Measured on CPU (``bench/newton_summary.py``), the vmapped backends
+* ``"compiled"`` (needs ``model``): the ``"reverse"`` loop traced once into one aten graph
+  (``make_fx`` through ``functional_call``, so the parameters, u, x and y are graph inputs), CSE
+  and DCE, then compiled by inductor. Same arithmetic as ``"reverse"`` (float round-off aside),
+  no autograd-engine work per refresh. The first call per (model, partition, shapes, dtype,
+  order3) traces and compiles: about 25-35 s on this CPU, once; a new batch shape (a last
+  partial batch) compiles again. Needs a C++ compiler for inductor on CPU.
+
+``"auto"`` picks ``"reverse"`` (no compile stall; ``"compiled"`` is opt-in). Measured on CPU (``bench/newton_summary.py``), the vmapped backends
 are SLOWER than the pruned loop (about 2.5x for a 784-128-64-10 MLP, 6x for 784-1024-200-100-10,
 batch 100): vmap turns the S masked directions into dense (S, *p) tangents, so every direction pays
 for every layer, while the loop's reverse passes skip the layers before subset s. They exist for
@@ -44,7 +51,11 @@ Alternatives tried and dropped (CPU, 2 threads, float32, batch 100, median ms pe
 
 Why: each pruned torch.func call recomputes the forward prefix (nothing shares the primal across
 subsets) and the jvp rules of linear/cross-entropy expand into several times more ops, while the
-loop reuses one forward and one create_graph gradient graph. None reaches the issue's 2x target.
+loop reuses one forward and one create_graph gradient graph. What pays is removing the autograd
+engine and fusing the elementwise work: ``"compiled"`` measured 2.2 | 13.6 ms against 6.4 | 24.6
+for ``"reverse"`` (2.9x | 1.8x; bench/newton_summary.py --threads 2), after a 10-12 s compile with
+inductor's cache warm (25-35 s cold). ``"auto"`` stays ``"reverse"``: a compile stall per new
+shape and a C++ toolchain are not acceptable defaults (nor in every test that builds the optimizer).
 
 ``full_loss(x, y)`` must be a scalar, typically ``loss_fn(model(x), y)`` (mean over the batch).
 Models with BatchNorm in training mode or dropout give summaries of a different loss than the
@@ -52,6 +63,7 @@ training one under ``"func"``/``"batched"`` (vmap); put them in eval mode first.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Callable, Sequence
 
 import torch
@@ -59,7 +71,7 @@ from torch import Tensor
 
 __all__ = ["compute_Hg", "compute_Hg_reverse", "flatten_groups", "check_direction"]
 
-BACKENDS = ("auto", "func", "batched", "reverse")
+BACKENDS = ("auto", "func", "batched", "reverse", "compiled")
 
 
 def flatten_groups(param_groups) -> tuple[list[Tensor], list[int]]:
@@ -109,8 +121,8 @@ def compute_Hg(param_groups, full_loss: Callable[[Tensor, Tensor], Tensor], x, y
         direction: tensors shaped like the parameters, in partition order.
         model: the module whose parameters ``full_loss`` reads; enables the ``"func"`` backend.
         order3: compute the third derivatives (else zeros, saving the third-order pass).
-        backend: ``"auto"`` (= ``"reverse"``, the fastest measured on CPU), ``"func"``,
-            ``"batched"`` or ``"reverse"``.
+        backend: ``"auto"`` (= ``"reverse"``), ``"func"``, ``"batched"``, ``"reverse"`` or
+            ``"compiled"`` (fastest per refresh on CPU after a one-off compile of ~30 s).
         chunk_size: vmap chunk size over the S directions (bounds memory); None = all at once.
 
     Returned tensors have the parameters' dtype and device, detached.
@@ -125,6 +137,10 @@ def compute_Hg(param_groups, full_loss: Callable[[Tensor, Tensor], Tensor], x, y
         if model is None:
             raise ValueError("backend='func' needs the model whose parameters full_loss reads")
         return _hg_func(params, gidx, full_loss, x, y, u, model, order3, chunk_size)
+    if backend == "compiled":
+        if model is None:
+            raise ValueError("backend='compiled' needs the model whose parameters full_loss reads")
+        return _hg_compiled(params, gidx, full_loss, x, y, u, model, order3)
     if backend == "batched":
         return _hg_batched(params, gidx, full_loss, x, y, u, order3)
     return _hg_reverse(params, gidx, full_loss, x, y, u, order3)
@@ -193,6 +209,53 @@ def _hg_func(params, gidx, full_loss, x, y, u, model, order3, chunk_size):
         H, o3 = vmap(per_direction, chunk_size=chunk_size)(V)
         g = contract(grad_L(base))
     return 0.5 * (H + H.T), g, o3
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # model -> {signature: compiled refresh}
+
+
+def _param_keys(params, model):
+    names = {id(p): n for n, p in model.named_parameters()}
+    missing = [i for i, p in enumerate(params) if id(p) not in names]
+    if missing:
+        raise ValueError(f"partition tensors {missing} are not parameters of the given model")
+    return ["model." + names[id(p)] for p in params]
+
+
+def _hg_compiled(params, gidx, full_loss, x, y, u, model, order3):
+    from torch._functorch.compile_utils import fx_graph_cse
+    from torch._inductor.compile_fx import compile_fx
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.func import functional_call
+
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+        raise ValueError("backend='compiled' needs tensors x and y")
+    keys = _param_keys(params, model)
+    wrapper = _LossModule(model, full_loss)
+    flat = [p.detach() for p in params] + list(u) + [x, y]
+    sig = (tuple(keys), tuple(gidx), bool(order3), torch.is_grad_enabled(),
+           tuple((tuple(t.shape), t.dtype, t.device, t.requires_grad) for t in flat))
+    cache = _COMPILED.setdefault(model, {})
+    if sig not in cache:
+        n = len(params)
+
+        def refresh(*inputs):
+            theta = [t.requires_grad_() for t in inputs[:n]]
+
+            def loss(xb, yb):
+                return functional_call(wrapper, dict(zip(keys, theta)), (xb, yb))
+
+            return _hg_reverse(theta, gidx, loss, inputs[-2], inputs[-1], list(inputs[n:2 * n]), order3)
+
+        example = [t.clone() for t in flat]  # tracing sets requires_grad on the parameter copies
+        gm = make_fx(refresh)(*example)
+        gm = torch.fx.GraphModule(gm, fx_graph_cse(gm.graph))
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+        cache[sig] = compile_fx(gm, [t.clone() for t in flat])
+    with torch.no_grad():
+        H, g, o3 = cache[sig](*flat)
+    return H, g, o3
 
 
 def _contract(tensors, u, gidx, S, batched: bool):
