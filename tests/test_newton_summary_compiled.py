@@ -2,6 +2,8 @@
 autograd derivatives of F(t) = L(theta + sum_s t_s v_s), float64."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -9,6 +11,8 @@ from algorithms.optimizers import compute_Hg, partition
 from tests._newton_summary_helpers import batch, brute_summaries, ce_loss, F_of_t, tanh_mlp
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cl")),
+                    reason="torch.compile's inductor backend needs a C++ compiler")
 @pytest.mark.parametrize("make", [partition.canonical, partition.wb])
 def test_compiled_matches_brute_force_and_follows_parameter_updates(make):
     model = tanh_mlp()
