@@ -4,7 +4,6 @@ reparametrisation invariance, state_dict round trip, fullbatch_gradient."""
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 import pytest

@@ -25,7 +25,6 @@ is on at construction so that ``update_computation`` works without an explicit
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from workbench.summary import column, group_by_label
+from workbench.summary import group_by_label
 
 # (file name, y key, x key, y label, log y)
 COMPARISONS = (

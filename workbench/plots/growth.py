@@ -23,6 +23,13 @@ from workbench.plots.common import series  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _first_seed_per_label(runs: list[dict]) -> list[dict]:
     seen, out = set(), []
     for run in runs:
@@ -72,10 +79,7 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_title("loss (dotted verticals: growth events)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "growth_loss.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "growth_loss.png"))
 
     fig, (ax_w, ax_p) = plt.subplots(1, 2, figsize=(11, 4.2))
     for k, run in enumerate(runs):
@@ -95,10 +99,7 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
     ax_p.set_xlabel("step")
     ax_p.set_ylabel("parameters")
     ax_p.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "growth_width.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "growth_width.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     lo, hi = 0.0, 0.0
@@ -119,8 +120,5 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
     ax.set_title("growth: predicted vs observed")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "growth_prediction.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "growth_prediction.png"))
     return paths
