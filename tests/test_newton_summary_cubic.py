@@ -3,6 +3,7 @@ invariances; the trivial partition is an exact line search and the finest one is
 from __future__ import annotations
 
 import math
+from decimal import Decimal, getcontext
 
 import numpy as np
 import pytest
@@ -163,3 +164,133 @@ def test_finest_partition_is_the_newton_step():
     Hc = torch.autograd.functional.hessian(L, c).numpy()
     gc = torch.autograd.functional.jacobian(L, c).numpy()
     np.testing.assert_allclose(np.array([0.7, -1.3, 2.1]) * eta, np.linalg.solve(Hc, gc), rtol=1e-10)
+
+
+# -- global minimiser on wide scales, near the hard case, g = 0 --------------------------------
+
+def _multistart_min(H, g, o3, lam, scale, rng, starts=12, value_scale=1.0):
+    """Independent oracle: Newton-type minimisation (scipy trust-exact, analytic gradient and
+    Hessian of T) from many random starts, in eta = scale * u so that u is O(1), with T divided
+    by ``value_scale`` so that the gradient tolerance is relative."""
+    d2 = np.abs(o3) ** (2 / 3)
+    c = lam / 2
+
+    def parts(u):
+        eta = scale * u
+        r = math.sqrt(float(d2 @ (eta * eta)))
+        T = -g @ eta + 0.5 * eta @ H @ eta + lam / 6 * r ** 3
+        grad = -g + H @ eta + c * r * d2 * eta
+        hess = H + c * r * np.diag(d2) + (c / r * np.outer(d2 * eta, d2 * eta) if r > 0 else 0)
+        return T / value_scale, grad * scale / value_scale, hess * np.outer(scale, scale) / value_scale
+
+    best = math.inf
+    for k in range(starts):
+        u0 = rng.standard_normal(len(g)) * (3.0 if k else 0.0) + (0 if k else 1e-3)
+        res = minimize(lambda u: parts(u)[0], u0, jac=lambda u: parts(u)[1],
+                       hess=lambda u: parts(u)[2], method="trust-exact", options=dict(gtol=1e-14))
+        best = min(best, res.fun)
+    return best * value_scale
+
+
+def _wide_problem(rng):
+    """|eta| ~ 10^e with e uniform in [-6, 9]; the cubic term comparable to the quadratic one
+    within a factor 100 either way, so both regimes and the indefinite ones occur."""
+    S = int(rng.integers(2, 6))
+    A = rng.standard_normal((S, S))
+    h_scale, e = 10.0 ** rng.uniform(-3, 3), rng.uniform(-6, 9)
+    H = (A + A.T) * h_scale
+    g = rng.standard_normal(S) * h_scale * 10.0 ** e
+    d = rng.uniform(0.2, 1.2, S) * 10.0 ** rng.uniform(-2, 1)
+    lam = h_scale / (d.mean() ** 3 * 10.0 ** e) * 10.0 ** rng.uniform(-2, 2)
+    return H, g, d ** 3 * rng.choice([-1, 1], S), lam
+
+
+def _near_hard_problem(rng, tiny):
+    """Indefinite H whose most negative eigenvector is almost orthogonal to g (|b_min| ~ tiny |g|)
+    with |w| < x0: the root of the secular equation sits just right of the pole."""
+    S = int(rng.integers(2, 5))
+    Q, _ = np.linalg.qr(rng.standard_normal((S, S)))
+    ev = np.sort(rng.uniform(0.5, 2.0, S))
+    ev[0] = -rng.uniform(1.0, 3.0)
+    s = 10.0 ** rng.uniform(-3, 5)
+    coef = rng.standard_normal(S) * 0.05
+    coef[0] = tiny
+    return Q @ np.diag(ev * s) @ Q.T, Q @ (coef * s), np.ones(S), 1.0
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_wide_scale_random_problems_are_solved_to_1e9(seed):
+    """|eta| from ~1e-6 to ~1e9: the returned T is the multistart minimum to 1e-9 relative, and
+    the solver never rejects its own answer."""
+    rng = np.random.default_rng(1000 + seed)
+    H, g, o3, lam = _wide_problem(rng)
+    eta, info = nesterov_lrs(H, g, o3, lam)
+    assert eta is not None and info["status"] in ("easy", "hard"), info
+    eta = eta.numpy()
+    T = cubic_model(H, g, o3, lam, eta)
+    best = _multistart_min(H, g, o3, lam, np.full(len(g), np.abs(eta).max()), rng, value_scale=abs(T))
+    assert T <= best + 1e-9 * abs(best)
+    assert T >= best - 1e-9 * abs(best)  # T is a real model value, not below the true minimum
+    assert info["residual"] <= 1e-13
+
+
+def test_wide_scale_problems_span_the_eta_range():
+    sizes = []
+    for seed in range(60):
+        H, g, o3, lam = _wide_problem(np.random.default_rng(1000 + seed))
+        sizes.append(np.abs(nesterov_lrs(H, g, o3, lam)[0].numpy()).max())
+    assert min(sizes) < 1e-5 and max(sizes) > 1e8
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("tiny", [1e-6, 1e-10, 1e-14])
+def test_near_hard_case_is_accurate(seed, tiny):
+    rng = np.random.default_rng(seed)
+    H, g, o3, lam = _near_hard_problem(rng, tiny)
+    eta, info = nesterov_lrs(H, g, o3, lam)
+    assert eta is not None, info
+    eta = eta.numpy()
+    T = cubic_model(H, g, o3, lam, eta)
+    best = _multistart_min(H, g, o3, lam, np.full(len(g), np.abs(eta).max()), rng, value_scale=abs(T))
+    assert abs(T - best) <= 1e-9 * abs(best)
+    assert info["r"] >= info["x0"] and info["residual"] <= 1e-13
+
+
+def test_zero_gradient_with_negative_curvature_follows_it():
+    """g = 0, H indefinite: eta = 0 is a saddle; the minimiser is x0 along the most negative
+    curvature direction (either sign; the largest entry is made positive)."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((3, 3))
+    H = A + A.T
+    o3 = rng.uniform(0.2, 1.2, 3) ** 3
+    eta, info = nesterov_lrs(H, np.zeros(3), o3, 1.0)
+    assert info["status"] == "hard"
+    eta = eta.numpy()
+    T = cubic_model(H, np.zeros(3), o3, 1.0, eta)
+    best = _multistart_min(H, np.zeros(3), o3, 1.0, np.ones(3), rng)
+    assert T < 0 and abs(T - best) <= 1e-10 * abs(best)
+    assert eta[np.argmax(np.abs(eta))] > 0
+    # the closed form: r = x0, T = -(c/6) x0^3 with c = lambda/2 (stationarity: y = x0 q_min)
+    np.testing.assert_allclose(T, -(0.5 / 6) * info["x0"] ** 3, rtol=1e-12)
+    h, d = -1.5, 0.8  # S = 1: eta = -2h / (lambda d^3)
+    eta, info = _s1(h, 0.0, d, 2.0)
+    assert info["status"] == "hard"
+    np.testing.assert_allclose(eta.numpy(), [-2 * h / (2.0 * d ** 3)], rtol=1e-15)
+
+
+@pytest.mark.parametrize("h,g,d,lam", [
+    (1e8, 1e-3, 1.0, 1.0),      # h^2 >> 2 lam d^3 g: the textbook form cancels to 0
+    (2.0, -3.0, 1.0, 1.0),      # g < 0: eta < 0
+    (0.0, 2.0, 0.5, 3.0),       # h = 0: eta = sqrt(2 g / (lam d^3))
+    (-5e6, 1e-9, 1e-2, 1e-3),   # strongly indefinite, tiny gradient
+])
+def test_s1_closed_form_is_exact_at_every_scale(h, g, d, lam):
+    eta, info = _s1(h, g, d, lam)
+    e = float(eta)
+    # the positive root of (lam d^3/2) x^2 + h x - |g| = 0 in 60-digit decimal arithmetic
+    getcontext().prec = 60
+    H, G, A = Decimal(h), Decimal(abs(g)), Decimal(lam) * Decimal(d) ** 3
+    exact = (-H + (H * H + 2 * A * G).sqrt()) / A
+    assert abs(Decimal(abs(e)) - exact) <= Decimal(1e-14) * exact
+    assert np.sign(e) == np.sign(g) and info["status"] == "easy"
+    assert info["r"] == pytest.approx(d * abs(e), rel=1e-15)
