@@ -6,17 +6,18 @@ Library API: :class:`GrowingMLP` with the reference's call sequence, the pure so
 registers the workbench's ``growth`` algorithm, the ``growing_mlp`` model, the
 ``student_teacher`` and ``multi_sin`` datasets.
 """
-from algorithms.growth.activations import ReLUDerivativeOneAtZero, derivative_at_zero, make_activation
+from algorithms.growth.activations import AtZero, ReLUDerivativeOneAtZero, at_zero, derivative_at_zero, make_activation
 from algorithms.growth.gradmax import gradmax_added_parameters, gradmax_normalize
 from algorithms.growth.growing_mlp import GrowingMLP
 from algorithms.growth.linalg import optimal_delta, sqrt_inverse_psd
 from algorithms.growth.optimizer_state import carry_optimizer_state
 from algorithms.growth.proposal import Proposal
 from algorithms.growth.statistics import GrowthStatistics
-from algorithms.growth.tiny import projected_residual, tiny_added_parameters
+from algorithms.growth.tiny import orient_neurons, projected_residual, tiny_added_parameters
 
 __all__ = [
-    "GrowingMLP", "GrowthStatistics", "Proposal", "ReLUDerivativeOneAtZero", "carry_optimizer_state",
+    "AtZero", "GrowingMLP", "GrowthStatistics", "Proposal", "ReLUDerivativeOneAtZero", "at_zero",
+    "carry_optimizer_state", "orient_neurons",
     "derivative_at_zero", "gradmax_added_parameters", "gradmax_normalize", "make_activation",
     "optimal_delta", "projected_residual", "sqrt_inverse_psd", "tiny_added_parameters",
 ]

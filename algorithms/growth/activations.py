@@ -1,14 +1,21 @@
-"""Activations for growing networks and their derivative at 0.
+"""Activations for growing networks and their behaviour at 0.
 
-New neurons start with (near) zero incoming weights, so what matters for growth is
-sigma(0) (must be 0 for the second-order expansion of the loss to hold) and sigma'(0):
+New neurons start at pre-activation 0 (GradMax: alpha = 0 exactly; TINY: gamma alpha c -> 0), so
+what matters for growth is sigma at 0, read off torch itself (autograd, float64) for any module:
 
-* TINY's first-order improvement of the new neurons is sigma'(0) * sum_i lambda_i^2;
-* GradMax's gradient of the new incoming weights is sigma'(0) * Omega^T E[g c^T]. With
-  ``nn.ReLU`` autograd uses ReLU'(0) = 0, so zero-initialised neurons never train; use
-  :class:`ReLUDerivativeOneAtZero` (``"relu1"``) instead.
+* ``value``: sigma(0); it must be 0, or new neurons change the function at order gamma.
+* ``derivative``: sigma'(0) as torch's autograd defines it at exactly 0. This is what the network
+  computes with, so it is what GradMax's gradient of the new incoming weights sees:
+  dL/d alpha = sigma'(0) Omega^T E[g c^T]. ``nn.ReLU`` has 0 there (zero-initialised neurons never
+  train); :class:`ReLUDerivativeOneAtZero` (``"relu1"``) has 1. SELU has scale * alpha = 1.7581.
+* ``left``, ``right``: the one-sided derivatives sigma'(0-), sigma'(0+). TINY's first-order loss
+  decrease is exact only when they agree (sigma differentiable at 0): the new neurons' inputs
+  gamma alpha c take both signs, and at a kink each sample sees one side. The prediction then uses
+  sigma'(0+) and is first-order inexact (flagged, see :class:`~algorithms.growth.proposal.Proposal`).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -38,12 +45,32 @@ ACTIVATIONS = {
     "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
 }
 
-# sigma'(0+) of the usual activations (the right derivative where sigma has a kink at 0).
-_DERIVATIVE_AT_ZERO = {
-    nn.ReLU: 1.0, ReLUDerivativeOneAtZero: 1.0, nn.SELU: 1.0507009873554805, nn.Tanh: 1.0,
-    nn.GELU: 0.5, nn.SiLU: 0.5, nn.ELU: 1.0, nn.Sigmoid: 0.25, nn.Identity: 1.0,
-    nn.LeakyReLU: 1.0,
-}
+_SIDE = 1e-300  # a normal float64 next to 0: autograd there gives the one-sided derivative
+
+
+@dataclass(frozen=True)
+class AtZero:
+    """sigma(0), torch's sigma'(0), and the one-sided sigma'(0-), sigma'(0+) (float64)."""
+
+    value: float
+    derivative: float
+    left: float
+    right: float
+
+    @property
+    def smooth(self) -> bool:
+        """sigma differentiable at 0 (the one-sided derivatives agree)."""
+        return abs(self.left - self.right) <= 1e-12 * max(1.0, abs(self.right))
+
+
+def at_zero(activation: nn.Module) -> AtZero:
+    """Evaluate ``activation`` and its autograd derivative at -1e-300, 0 and +1e-300 in float64."""
+    x = torch.tensor([-_SIDE, 0.0, _SIDE], dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        y = activation(x)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+    left, derivative, right = (float(v) for v in grad)
+    return AtZero(value=float(y[1].detach()), derivative=derivative, left=left, right=right)
 
 
 def make_activation(activation: str | nn.Module | None) -> nn.Module:
@@ -57,24 +84,6 @@ def make_activation(activation: str | nn.Module | None) -> nn.Module:
     raise ValueError(f"unknown activation {activation!r}; valid names: {', '.join(sorted(ACTIVATIONS))}")
 
 
-def activation_name(activation: nn.Module) -> str:
-    for name, cls in ACTIVATIONS.items():
-        if type(activation) is cls:
-            return name
-    return type(activation).__name__
-
-
-def derivative_at_zero(activation: nn.Module, eps: float = 1e-6) -> float:
-    """sigma'(0+) from the table above, else a one-sided finite difference at 0."""
-    for cls, value in _DERIVATIVE_AT_ZERO.items():
-        if type(activation) is cls:
-            return value
-    with torch.no_grad():
-        x = torch.tensor([0.0, eps], dtype=torch.float64)
-        y = activation(x)
-    return float((y[1] - y[0]) / eps)
-
-
-def value_at_zero(activation: nn.Module) -> float:
-    with torch.no_grad():
-        return float(activation(torch.zeros(1, dtype=torch.float64))[0])
+def derivative_at_zero(activation: nn.Module) -> float:
+    """sigma'(0) exactly as torch's autograd computes it at 0."""
+    return at_zero(activation).derivative

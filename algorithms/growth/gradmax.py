@@ -6,7 +6,9 @@ amplitude. At alpha = 0 the gradient of the mean loss with respect to alpha is
 .. math:: \\nabla_\\alpha L = \\sigma'(0)\\, \\Omega^T E[g c^T] = \\sigma'(0)\\, \\Omega^T M_2^T,
 
 whose squared Frobenius norm over Omega with orthonormal columns is maximal (Ky Fan) for the top-k
-right singular vectors of M2 (r, q): ||grad||^2 = sigma'(0)^2 sum_{i<=k} s_i^2. The magnitude is then
+right singular vectors of M2 (r, q): ||grad||^2 = sigma'(0)^2 sum_{i<=k} s_i^2, with sigma'(0) the
+derivative autograd uses at exactly 0 (see :mod:`algorithms.growth.activations`). Each column's
+sign follows :func:`~algorithms.growth.tiny.orient_neurons`. The magnitude is then
 fixed by the norm rule: each new outgoing column gets ``scale`` times the mean norm of the existing
 neurons' outgoing columns. A loss line search cannot choose the amplitude (every gamma gives the
 same loss), so it is never used for GradMax.
@@ -17,7 +19,7 @@ import warnings
 
 import torch
 
-from algorithms.growth.tiny import select_neurons
+from algorithms.growth.tiny import orient_neurons, select_neurons
 
 
 def gradmax_added_parameters(M2: torch.Tensor, statistical_threshold: float = 1e-3,
@@ -26,8 +28,8 @@ def gradmax_added_parameters(M2: torch.Tensor, statistical_threshold: float = 1e
     M2 = M2.double()
     _, s, Vh = torch.linalg.svd(-M2, full_matrices=False)
     k = select_neurons(s, statistical_threshold, maximum_added_neurons)
-    omega = Vh[:k].T.contiguous()
     alpha = torch.zeros(k, M2.shape[0], dtype=torch.float64, device=M2.device)
+    alpha, omega = orient_neurons(alpha, Vh[:k].T.contiguous())  # the sign convention of TINY
     return alpha, omega, s[:k]
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from algorithms.growth.activations import derivative_at_zero, make_activation, value_at_zero
+from algorithms.growth.activations import at_zero, make_activation
 from algorithms.growth.gradmax import gradmax_added_parameters, gradmax_normalize
 from algorithms.growth.linalg import optimal_delta
 from algorithms.growth.proposal import Proposal
@@ -83,8 +83,10 @@ class GrowingMLP(nn.Module):
         self.number_hidden_layers = number_hidden_layers
         self.use_bias, self.flatten = use_bias, flatten
         self.activation = make_activation(activation)
-        self.sigma_prime = derivative_at_zero(self.activation)
-        if abs(value_at_zero(self.activation)) > 1e-12:
+        self.at_zero = at_zero(self.activation)
+        self.sigma_prime = self.at_zero.right  # the slope TINY's first-order prediction uses
+        self._warned_kink = False
+        if abs(self.at_zero.value) > 1e-12:
             warnings.warn("activation with sigma(0) != 0: new neurons change the function at order gamma "
                           "and the predicted improvement is not valid", RuntimeWarning, stacklevel=2)
         sizes = [in_features, *widths, out_features]
@@ -269,7 +271,9 @@ class GrowingMLP(nn.Module):
                                                       whitening=whitening)
             proposal = Proposal(i, method, alpha, omega, lam, self.sigma_prime, m2=M2, n=N,
                                 delta=delta if apply_delta else None,
-                                d_delta=d_delta if apply_delta else 0.0)
+                                d_delta=d_delta if apply_delta else 0.0,
+                                first_order_exact=self.at_zero.smooth)
+            self._warn_kink_once()
         else:
             if method == "gradmax":
                 alpha, omega, lam = gradmax_added_parameters(M2, statistical_threshold, maximum_added_neurons)
@@ -284,8 +288,21 @@ class GrowingMLP(nn.Module):
                 omega = gradmax_normalize(omega, consumer_w, gradmax_scale)
             proposal = Proposal(i, method, alpha, omega, lam, self.sigma_prime, m2=M2, n=-M2,
                                 ignore_singular_values=True)
-        proposal.gradient_norm_squared = self.sigma_prime ** 2 * float((proposal.omega.T @ M2.T).pow(2).sum())
+        # at alpha = 0 the new neurons see sigma'(0) exactly as autograd computes it
+        proposal.gradient_norm_squared = (self.at_zero.derivative ** 2
+                                          * float((proposal.omega.T @ M2.T).pow(2).sum()))
         return proposal
+
+    def _warn_kink_once(self) -> None:
+        if self.at_zero.smooth or self._warned_kink:
+            return
+        self._warned_kink = True
+        a = self.at_zero
+        warnings.warn(f"{type(self.activation).__name__} has a kink at 0 (sigma'(0-) = {a.left:.6g}, "
+                      f"sigma'(0+) = {a.right:.6g}): TINY's first-order improvement uses sigma'(0+) and "
+                      "is not exact to first order (proposal.first_order_exact is False); use a smooth "
+                      "activation (tanh, gelu, silu, elu) for an exact prediction",
+                      RuntimeWarning, stacklevel=4)
 
     @property
     def proposals(self) -> dict[int, Proposal]:

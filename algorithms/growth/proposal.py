@@ -22,11 +22,14 @@ class Proposal:
 
     .. math:: a'(x) = W_2 b - \\gamma_\\delta \\Delta b + \\gamma_{in}\\, \\Omega\\, \\sigma(\\gamma_{out} \\alpha c)
 
-    and, if sigma(0) = 0, the mean loss changes to first order by minus
+    and, if sigma(0) = 0 and sigma is differentiable at 0 (``first_order_exact``), the mean loss
+    changes to first order by minus
     ``gamma_delta * d_delta + gamma_in * gamma_out * new_neurons_improvement`` with
     ``new_neurons_improvement = sigma'(0) * (-tr(Omega alpha M2)) = sigma'(0) (lambda_term + kappa)``,
     ``lambda_term = tr(Omega alpha N)`` (= sum lambda_i^2 for TINY) and the cross term
-    ``kappa = -tr(Omega alpha P Delta^T)``.
+    ``kappa = -tr(Omega alpha P Delta^T)``. At a kink (ReLU, SELU) the new neurons' inputs
+    gamma_out alpha c take both signs and each sample sees one side of it; ``sigma_prime`` is then
+    sigma'(0+) and the prediction is only an approximation (``first_order_exact`` False).
     """
 
     index: int
@@ -41,6 +44,7 @@ class Proposal:
     d_delta: float = 0.0
     ignore_singular_values: bool = False
     gradient_norm_squared: float = 0.0  # GradMax objective ||d L / d alpha||_F^2 at alpha = 0
+    first_order_exact: bool = True      # sigma differentiable at 0: the first-order terms are exact
     gamma_delta: float = 0.0
     gamma_in: float = 0.0
     gamma_out: float = 0.0

@@ -27,6 +27,12 @@ from the q x q matrix Z^T Z = N^T S2^{-1} N = V diag(lambda^2) V^T:
 example constant pixels of MNIST): a Tikhonov instead of a truncated pseudo-inverse; N lies in the
 range of S2, so the two differ only in the directions with eigenvalues near the threshold.
 ``"auto"`` (default) is ``"cholesky"``.
+
+Sign convention. (alpha_i, omega_i) and (-alpha_i, -omega_i) give the same Omega alpha, and each
+route's eigen / singular vectors come with an arbitrary sign; but the network commits
+omega_i sigma(alpha_i c), which differs between the two unless sigma is odd (not for SELU or ReLU).
+Every route therefore returns each pair oriented by :func:`orient_neurons`: the entry of largest
+magnitude of each outgoing column omega_i is positive. All routes commit the same network.
 """
 from __future__ import annotations
 
@@ -41,6 +47,16 @@ def projected_residual(M2: torch.Tensor, P: torch.Tensor | None, delta: torch.Te
     if P is not None and delta is not None:
         N = N + P.double() @ delta.double().T
     return N
+
+
+def orient_neurons(alpha: torch.Tensor, omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip (alpha_i, omega_i) -> (-alpha_i, -omega_i) where the largest-magnitude entry of the
+    outgoing column omega[:, i] is negative (ties: the first such entry). alpha (k, r), omega (q, k)."""
+    if omega.numel() == 0:
+        return alpha, omega
+    rows = omega.abs().argmax(dim=0)
+    sign = torch.where(omega.gather(0, rows[None, :])[0] < 0, -1.0, 1.0).to(omega.dtype)
+    return alpha * sign[:, None], omega * sign[None, :]
 
 
 def select_neurons(singular_values: torch.Tensor, statistical_threshold: float,
@@ -102,7 +118,7 @@ def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_
             else:
                 alpha = inv_root[:, None] * (W @ V).T
                 omega = V * lam.sqrt()[None, :]
-            return alpha, omega, lam
+            return *orient_neurons(alpha, omega), lam
     S_inv_half = None if S2 is None else sqrt_inverse_psd(S2, numerical_threshold)
     Z = N if S_inv_half is None else S_inv_half @ N
     U, lam, Vh = torch.linalg.svd(Z, full_matrices=False)
@@ -113,4 +129,4 @@ def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_
     if S_inv_half is not None:
         alpha = alpha @ S_inv_half
     omega = V * root[None, :]
-    return alpha, omega, lam
+    return *orient_neurons(alpha, omega), lam

@@ -20,7 +20,9 @@ Metrics per step: ``n_params``, ``width_<i>``; at growth steps (NaN elsewhere):
 ``growth_predicted_change`` (first-order prediction -gamma^2 D, kappa included),
 ``growth_observed_change`` (loss after - loss before on the statistics samples), ``growth_gamma``,
 ``growth_layer``, ``growth_added``, ``growth_d_delta``, ``growth_new_neurons`` and ``growth_kappa``
-(the parts of D). A growth step always gets a metrics row of its own (``log_row``), whatever
+(the parts of D), and ``growth_prediction_exact`` (1 when the activation is differentiable at 0, so
+the prediction is exact to first order; 0 at a kink such as ReLU or SELU, see
+:mod:`algorithms.growth.activations`). A growth step always gets a metrics row of its own (``log_row``), whatever
 ``log_every``; the snapshots also carry the full list of growth events.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ from workbench.problem import DataSplit
 from workbench.registry import DATASETS, MODELS, ConfigError
 
 EVENT_KEYS = ("step", "layer", "added", "gamma", "predicted_change", "observed_change", "d_delta",
-              "new_neurons", "kappa", "loss_before")
+              "new_neurons", "kappa", "prediction_exact", "loss_before")
 NAN = float("nan")
 
 
@@ -299,7 +301,8 @@ class Growth(Algorithm):
         event = {"step": self.step_count, "layer": float(layer), "added": float(proposal.n_neurons),
                  "gamma": gamma, "predicted_change": predicted, "d_delta": gamma ** 2 * proposal.d_delta,
                  "new_neurons": gamma ** 2 * proposal.sigma_prime * proposal.lambda_term,
-                 "kappa": gamma ** 2 * proposal.sigma_prime * proposal.kappa, "loss_before": loss_before}
+                 "kappa": gamma ** 2 * proposal.sigma_prime * proposal.kappa,
+                 "prediction_exact": float(proposal.first_order_exact), "loss_before": loss_before}
         if proposal.delta is None:
             event["d_delta"] = 0.0
         carry_optimizer_state(self.optimizer, model.apply_change())
@@ -318,6 +321,7 @@ class Growth(Algorithm):
         return {"method": self.params["method"], "amplitude": self.amplitude,
                 "initial_widths": list(self.model.hidden_sizes), "target_width": list(self.target),
                 "growth_interval_steps": self.interval, "sigma_prime": self.model.sigma_prime,
+                "sigma_prime_autograd": self.model.at_zero.derivative,
                 "activation": type(self.model.activation).__name__}
 
     def state_dict(self):

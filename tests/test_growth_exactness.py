@@ -1,0 +1,148 @@
+"""Growth edge cases found side by side with the reference: the committed network does not depend
+on the whitening route (one sign convention), GradMax's predicted gradient norm is what autograd
+measures for every activation, and TINY's first-order prediction is exact exactly where the
+activation is differentiable at 0 (flagged and warned elsewhere)."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+from algorithms.growth import GrowingMLP, orient_neurons
+from algorithms.growth.activations import ACTIVATIONS, at_zero, make_activation
+
+DT = torch.float64
+ZERO_AT_ZERO = sorted(name for name in ACTIVATIONS if at_zero(make_activation(name)).value == 0.0)
+
+
+def sq_sum(out, y):
+    return ((out - y) ** 2).sum()
+
+
+def _collect(model, X, Y):
+    model.init_computation()
+    model.zero_grad()
+    sq_sum(model(X), Y).backward()
+    model.update_computation()
+
+
+def _layers_with_data(activation, seed, n=400, widths=(5, 4)):
+    torch.manual_seed(seed)
+    model = GrowingMLP(7, 3, list(widths), len(widths), activation=activation, dtype=DT)
+    X = torch.randn(n, 7, dtype=DT)
+    Y = torch.sin(2 * X[:, :3]) + X[:, 3:4] * X[:, 4:5]
+    return model, X, Y
+
+
+def test_activation_facts_at_zero_are_autograds():
+    facts = {name: at_zero(make_activation(name)) for name in ACTIVATIONS}
+    selu = torch.nn.SELU()
+    assert facts["selu"].derivative == pytest.approx(1.0507009873554805 * 1.6732632423543772, rel=1e-15)
+    assert facts["selu"].right == pytest.approx(1.0507009873554805, rel=1e-15)
+    assert facts["relu"].derivative == 0.0 and facts["relu"].right == 1.0 and facts["relu"].left == 0.0
+    assert facts["relu1"].derivative == 1.0
+    assert facts["gelu"].derivative == 0.5 and facts["silu"].derivative == 0.5
+    assert facts["sigmoid"].value == 0.5 and facts["sigmoid"].derivative == 0.25
+    assert {n for n, f in facts.items() if not f.smooth} == {"relu", "relu1", "selu"}
+    x = torch.zeros(1, dtype=DT, requires_grad=True)
+    (grad,) = torch.autograd.grad(selu(x).sum(), x)
+    assert facts["selu"].derivative == float(grad)
+
+
+def test_orient_neurons_fixes_the_sign_of_each_pair():
+    g = torch.Generator().manual_seed(0)
+    alpha, omega = torch.randn(3, 5, generator=g, dtype=DT), torch.randn(4, 3, generator=g, dtype=DT)
+    a, o = orient_neurons(alpha, omega)
+    torch.testing.assert_close(o @ a, omega @ alpha, rtol=0, atol=0)
+    top = o.abs().argmax(dim=0)
+    assert bool((o[top, torch.arange(3)] > 0).all())
+    flipped = orient_neurons(-alpha, -omega)
+    assert torch.equal(flipped[0], a) and torch.equal(flipped[1], o)
+
+
+@pytest.mark.parametrize("activation", ["selu", "relu", "relu1"])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("layer", [0, 1])
+def test_every_whitening_route_commits_the_same_network(activation, seed, layer):
+    model, X, Y = _layers_with_data(activation, seed)
+    _collect(model, X, Y)
+    outputs = {}
+    for route in ("auto", "cholesky", "eigh", "ridge"):
+        m = copy.deepcopy(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the kink warning, tested below
+            m.compute_optimal_updates(maximum_added_neurons=3, statistical_threshold=0.0, whitening=route)
+        m.select_update(layer)
+        m.set_scaling_factor(1.0)
+        m.apply_change()
+        with torch.no_grad():
+            outputs[route] = m(X)
+    for route, out in outputs.items():
+        torch.testing.assert_close(out, outputs["eigh"], rtol=1e-10, atol=1e-10, msg=route)
+
+
+def test_singular_s2_auto_commits_what_eigh_commits():
+    """A duplicated input column makes S2 singular: "auto" falls back to the pseudo-inverse route."""
+    model, X, Y = _layers_with_data("selu", 5)
+    X = torch.cat([X[:, :6], 2 * X[:, :1]], dim=1)
+    _collect(model, X, Y)
+    out = {}
+    for route in ("auto", "eigh"):
+        m = copy.deepcopy(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m.compute_optimal_updates(maximum_added_neurons=2, statistical_threshold=0.0, whitening=route)
+        m.select_update(0)
+        m.set_scaling_factor(1.0)
+        m.apply_change()
+        with torch.no_grad():
+            out[route] = m(X)
+    torch.testing.assert_close(out["auto"], out["eigh"], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("activation", ZERO_AT_ZERO)
+def test_gradmax_predicted_gradient_norm_is_autograds(activation):
+    assert "sigmoid" not in ZERO_AT_ZERO and len(ZERO_AT_ZERO) == len(ACTIVATIONS) - 1
+    model, X, Y = _layers_with_data(activation, 1, widths=(3,))
+    _collect(model, X, Y)
+    model.compute_optimal_updates(maximum_added_neurons=2, initialization_method="gradmax")
+    model.select_update(0)
+    predicted = model.proposals[0].gradient_norm_squared
+    model.set_scaling_factor(1.0)
+    model.apply_change()
+    model.zero_grad()
+    (sq_sum(model(X), Y) / X.shape[0]).backward()
+    w, b = model.layers[0].weight.grad, model.layers[0].bias.grad
+    measured = float(torch.cat([w[3:], b[3:, None]], dim=1).pow(2).sum())
+    assert predicted == pytest.approx(measured, rel=1e-10, abs=1e-300)
+    if activation == "relu":
+        assert measured == 0.0  # torch's ReLU'(0) = 0: zero-initialised neurons never train
+
+
+@pytest.mark.parametrize("activation", ZERO_AT_ZERO)
+def test_first_order_improvement_is_exact_where_flagged(activation):
+    """D against finite differences at gamma = 1e-4: exact (1e-5) for activations differentiable
+    at 0; at a kink the proposal says it is not, and the model warns once."""
+    model, X, Y = _layers_with_data(activation, 2, n=2000, widths=(4,))
+    _collect(model, X, Y)
+    smooth = at_zero(model.activation).smooth
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.compute_optimal_updates(maximum_added_neurons=2)
+        model.compute_optimal_updates(maximum_added_neurons=2)
+    kink_warnings = [w for w in caught if "kink at 0" in str(w.message)]
+    assert len(kink_warnings) == (0 if smooth else 1)
+    model.select_update(0)
+    p = model.proposals[0]
+    assert p.first_order_exact is smooth
+    with torch.no_grad():
+        L0 = float(sq_sum(model(X), Y)) / len(X)
+        gamma = 1e-4
+        model.set_scaling_factor(gamma)
+        D_num = (L0 - float(sq_sum(model.extended_forward(X), Y)) / len(X)) / gamma ** 2
+    if smooth:
+        assert D_num == pytest.approx(p.first_order_improvement, rel=1e-5)
+    else:
+        assert D_num != pytest.approx(p.first_order_improvement, rel=1e-5)
