@@ -57,16 +57,32 @@ def objective(W: torch.Tensor, a: torch.Tensor, X: torch.Tensor, y: torch.Tensor
     return loss + regulariser(W, a, beta) if beta else loss
 
 
-def gradients(W: torch.Tensor, a: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
-              beta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Closed-form (dF/dW (m, d+1), dF/da (m,)) of :func:`objective` (module docstring)."""
+def value_and_gradients(W: torch.Tensor, a: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+                        beta: float = 0.0, need_a: bool = True):
+    """(F_0, dF_beta/dW (m, d+1), dF_beta/da (m,) or None) in one pass (module docstring).
+
+    The data term's gradient is factored as a_j * (G^T X)_j with G = 1[pre > 0] * (2/n) e, so no
+    (n, m) outer product of e and a is formed; ``need_a=False`` skips dF/da (first layer only).
+    """
     _check_shapes(W, a, X, y)
     n = X.shape[0]
     pre = X @ W.T  # (n, m)
-    err = torch.relu(pre) @ a - y  # (n,)
-    active = (pre > 0).to(X.dtype)
-    gW = (2.0 / n) * a[:, None] * ((err[:, None] * active).T @ X) + beta * W
-    ga = (2.0 / n) * (torch.relu(pre).T @ err) + beta * a
+    hidden = torch.relu(pre)
+    err = hidden @ a - y  # (n,)
+    loss = (err * err).mean()
+    coef = err * (2.0 / n)
+    G = torch.where(pre > 0, coef[:, None], 0.0)  # relu'(0) = 0, like autograd
+    gW = torch.addcmul(beta * W, a[:, None], G.T @ X) if beta else a[:, None] * (G.T @ X)
+    ga = None
+    if need_a:
+        ga = torch.addmv(beta * a, hidden.T, coef) if beta else hidden.T @ coef
+    return loss, gW, ga
+
+
+def gradients(W: torch.Tensor, a: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+              beta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form (dF/dW (m, d+1), dF/da (m,)) of :func:`objective` (module docstring)."""
+    _, gW, ga = value_and_gradients(W, a, X, y, beta)
     return gW, ga
 
 

@@ -6,7 +6,9 @@ Each step minimises, on the batch (x, y) given by the runner (full batch when ``
 
     F_\beta(W, a) = \frac1{|B|} \sum_{i \in B} (f(x_i) - y_i)^2 + \frac\beta2 \sum_j (\|w_j\|^2 + a_j^2)
 
-with autograd (relu'(0) = 0) and one ``optimizer.step()``. ``beta`` is the weight decay *of the
+with the closed-form gradient of :func:`~algorithms.shallow.model.value_and_gradients` (relu'(0) = 0,
+as autograd; no autograd graph, which is most of a step's cost at small n and m) written into the
+parameters' ``.grad``, and one ``optimizer.step()``. ``beta`` is the weight decay *of the
 objective* (the same beta as in :mod:`algorithms.shallow.convex`), not the optimizer's decoupled decay.
 In "first layer only" mode (model built with ``train_output=False``) a has requires_grad False and is
 not handed to the optimizer, so it never moves (the reference inverted this and never trained a).
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.shallow.model import TwoLayerReLU, add_bias, objective, regulariser
+from algorithms.shallow.model import TwoLayerReLU, add_bias, objective, regulariser, value_and_gradients
 from workbench.algorithm import Algorithm, register_algorithm
 
 
@@ -72,14 +74,16 @@ class ReLUGD(Algorithm):
         y = problem.data.y_train
         self._pm_one_targets = bool(y.numel()) and bool(((y == 1) | (y == -1)).all())
 
+    @torch.no_grad()
     def step(self, x, y):
-        self.optimizer.zero_grad(set_to_none=True)
-        X = add_bias(x)
-        loss = objective(self.model.W, self.model.a, X, y.reshape(-1))
-        total = loss + regulariser(self.model.W, self.model.a, self.params["beta"]) if self.params["beta"] else loss
-        total.backward()
+        W, a, beta = self.model.W, self.model.a, self.params["beta"]
+        loss, W.grad, a_grad = value_and_gradients(W, a, add_bias(x), y.reshape(-1), beta,
+                                                   need_a=a.requires_grad)
+        if a.requires_grad:
+            a.grad = a_grad
+        total = loss + regulariser(W, a, beta) if beta else loss  # F_beta before the update
         self.optimizer.step()
-        return {"train_loss": loss.detach(), "objective": total.detach()}
+        return {"train_loss": loss, "objective": total}
 
     @torch.no_grad()
     def evaluate(self):
