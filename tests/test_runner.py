@@ -75,7 +75,8 @@ if "_test_probe" not in ALGORITHMS:
             if self.params["inf_from"] is not None and self.count >= self.params["inf_from"]:
                 metrics["train_loss"] = metrics["train_loss"] * math.inf
             event = self.count == self.params["event_at"]
-            metrics.update(event=float(self.count) if event else math.nan, log_row=event)
+            metrics["event"] = float(self.count) if event else math.nan
+            self.wants_row = event
             return metrics
 
     @DATASETS.register("_test_quadratic")
@@ -323,7 +324,7 @@ def test_a_step_can_ask_for_a_row_of_its_own(tiny_config):
     tiny_config.update(log_every=4, runs=[dict(algorithm="_test_scripted", event_at=5)])
     experiment, _ = run(tiny_config)
     metrics = experiment.history["runs"][0]["metrics"]
-    assert 5.0 in metrics["step"] and "log_row" not in metrics
+    assert 5.0 in metrics["step"] and "wants_row" not in metrics
     assert metrics["event"][metrics["step"].index(5.0)] == 5.0
     assert metrics["step"][:4] == [0.0, 4.0, 5.0, 6.0]  # 6: epoch end (96 / 16)
 

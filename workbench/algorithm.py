@@ -33,10 +33,21 @@ class Algorithm:
     full_batch : bool
         True if each step uses the whole training set (convex solve, prox point, JKO); the runner
         then passes the full tensors and counts one step as one epoch.
+
+    Instance attributes a step may set (control flags, never part of the metrics)
+    -----------------------------------------------------------------------------
+    wants_row : bool
+        True after a step with a rare event (a growth): that step gets a metrics row of its own,
+        whatever ``log_every``. The runner resets it to False after reading it.
+    converged : bool
+        True once further steps would change nothing (the convex solve after its last solve):
+        the runner records a final row and ends the run as ``finished``.
     """
 
     defaults: dict[str, Any] = {}
     full_batch: bool = False
+    wants_row: bool = False
+    converged: bool = False
 
     def __init__(self, problem, model: torch.nn.Module, **params):
         self.problem = problem
@@ -68,8 +79,8 @@ class Algorithm:
 
         Values may be 0-d tensors: the runner converts them to floats only when a log is due, so
         the step loop does not synchronise with the GPU every step. Metrics of steps between two
-        rows are not recorded; a step with a rare event (a growth) returns ``log_row=True`` to get
-        a row of its own.
+        rows are not recorded; a step with a rare event (a growth) sets ``self.wants_row = True``
+        to get a row of its own.
         """
         raise NotImplementedError
 

@@ -43,7 +43,14 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint": True,          # keep resumable checkpoints (model, optimizer, RNG states) in the run folder
     "out_dir": "results",        # parent folder of the run folders
     "progress": True,            # tqdm progress bars
+    "workers": 1,                # runs training at the same time: 1 (in this process), N, or "auto"
+    "executor": "local",         # local (worker processes on this machine) | ray (one Ray task per run)
+    "ray_address": None,         # executor="ray": None starts a local Ray; "auto" / "ray://host:port" joins a cluster
+    "run_resources": {},         # what one run asks Ray for, e.g. dict(num_cpus=1, num_gpus=0.25)
 }
+
+# Names whose value is not of the default's type: the accepted types.
+_TYPES = {"workers": (int, str), "ray_address": (str,)}
 
 DTYPES = ("float32", "float64")
 
@@ -107,9 +114,28 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("nothing would stop the runs: set epochs, max_steps or max_time")
     if not config["runs"]:
         raise ConfigError("`runs` is empty: add at least one dict(algorithm=...) entry")
+    validate_execution(config)
     for i, run in enumerate(config["runs"]):
         if not isinstance(run, dict) or "algorithm" not in run:
             raise ConfigError(f"runs[{i}] must be a dict with an 'algorithm' key, got {run!r}")
+
+
+def validate_execution(config: dict[str, Any]) -> None:
+    """``workers``, ``executor``, ``ray_address`` and ``run_resources``."""
+    from workbench.executors import EXECUTORS
+
+    workers = config["workers"]
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a positive integer (1: in this process) or \"auto\" (CPU cores / "
+                          f"threads per run), got {workers!r}")
+    if config["executor"] not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {config['executor']!r}"
+                          f"{closest_hint(config['executor'], EXECUTORS)}")
+    resources = config["run_resources"]
+    if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+               for k, v in resources.items()):
+        raise ConfigError(f"run_resources must map Ray resource names to numbers >= 0, e.g. "
+                          f"dict(num_cpus=1, num_gpus=0.25); got {resources!r}")
 
 
 def _check_name(key: str, where) -> None:
@@ -132,7 +158,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         return [value]
     if key in ("runs",) and isinstance(value, dict):
         return [value]
-    if default is None:  # optional numeric settings
+    if key in _TYPES:
+        expected = _TYPES[key]
+    elif default is None:  # optional numeric settings
         expected = (int, float) if key in ("max_time", "target") else (int,)
     elif isinstance(default, bool):
         expected = (bool,)

@@ -22,7 +22,7 @@ Metrics per step: ``n_params``, ``width_<i>``; at growth steps (NaN elsewhere):
 ``growth_layer``, ``growth_added``, ``growth_d_delta``, ``growth_new_neurons`` and ``growth_kappa``
 (the parts of D), and ``growth_prediction_exact`` (1 when the activation is differentiable at 0, so
 the prediction is exact to first order; 0 at a kink such as ReLU or SELU, see
-:mod:`algorithms.growth.activations`). A growth step always gets a metrics row of its own (``log_row``), whatever
+:mod:`algorithms.growth.activations`). A growth step always gets a metrics row of its own (``wants_row``), whatever
 ``log_every``; the snapshots also carry the full list of growth events.
 """
 from __future__ import annotations
@@ -212,7 +212,7 @@ class Growth(Algorithm):
         metrics.update(self._width_metrics())
         for key in EVENT_KEYS[1:-1]:
             metrics[f"growth_{key}"] = NAN if event is None else event[key]
-        metrics["log_row"] = event is not None  # every growth gets its row, whatever log_every
+        self.wants_row = event is not None  # every growth gets its row, whatever log_every
         return metrics
 
     def _width_metrics(self) -> dict:

@@ -312,7 +312,7 @@ class ReLUConvex(Algorithm):
         "solver_options": {},    # keyword arguments of problem.solve
         "zero_tol": 1e-4,        # blocks below zero_tol * max block norm are dropped (interior-point
                                  # solutions leave ~1e-5-relative residue in zero blocks)
-        "max_solves": 1,         # solves before later steps become no-ops (None: solve every step)
+        "max_solves": 1,         # solves before the run ends as converged (None: solve every step)
         "formulation": "auto",   # auto | residual | gram (see ConvexReLUProblem)
     }
     full_batch = True
@@ -340,8 +340,6 @@ class ReLUConvex(Algorithm):
 
     def step(self, x, y):
         p = self.params
-        if p["max_solves"] is not None and self.solves >= p["max_solves"] and self.last_metrics is not None:
-            return self.last_metrics  # converged: the runner's step budget is shared with GD runs
         self.solves += 1
         X = add_bias(x.detach()).double().cpu().numpy()
         yy = y.detach().double().cpu().numpy().reshape(-1)
@@ -363,7 +361,12 @@ class ReLUConvex(Algorithm):
         self.last_metrics = {"train_loss": loss, "objective": reg_obj, "convex_objective": result.value,
                              "n_patterns": float(result.n_patterns), "n_active": float(self.model.width),
                              "solve_time": result.solve_time, "solve_ok": float(result.success)}
+        self._update_converged()
         return self.last_metrics
+
+    def _update_converged(self) -> None:
+        """After ``max_solves`` solves further steps change nothing: the runner ends the run."""
+        self.converged = self.params["max_solves"] is not None and self.solves >= self.params["max_solves"]
 
     def snapshot(self):
         """Neurons plus the last solve's status string ("not solved" before the first step)."""
@@ -388,3 +391,4 @@ class ReLUConvex(Algorithm):
         self.active = state["active"]
         self.solves = state["solves"]
         self.last_metrics = state["last_metrics"]
+        self._update_converged()

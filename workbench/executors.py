@@ -1,0 +1,386 @@
+"""Executors: where the planned runs train. The driver (:class:`workbench.runner.Experiment`) keeps
+the plan and the record; an executor trains runs with :func:`workbench.training.train_run` and
+hands every message back to ``driver.apply``.
+
+* :class:`InProcess` (``workers=1``): one run after another in this process, sharing the problem.
+* :class:`LocalWorkers` (``workers=N``, ``executor="local"``): N worker processes on this machine
+  (standard library ``multiprocessing``, spawn start method, so the same on Windows, Linux and
+  macOS). Each worker builds the problem (the dataset on its device) once and reuses it for every
+  run it trains; it talks to the driver over its own pipe, so a worker that dies breaks only its
+  own run.
+* :class:`RayExecutor` (``executor="ray"``): each run is a Ray task (``run_resources`` is what it
+  asks for). The dataset goes into Ray's object store once per experiment; rows, snapshots and
+  checkpoint bytes come back through a Ray queue, so nodes need neither the data folder nor the
+  run folder.
+
+What the driver provides: ``config``, ``prepare(index) -> (spec, checkpoint bytes or None)``,
+``apply(messages) -> indices that reported "done"``, ``stop_requested()``, ``request_stop()``,
+``lost(index, reason) -> bool`` (True: train it again from its last checkpoint), ``problem()``
+(in-process) and ``data()`` (the CPU dataset, for Ray).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from workbench.registry import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXECUTORS = ("local", "ray")
+RAY_INSTALL = "./setup.sh --with-ray   (Windows: setup.bat --with-ray; or: .venv/bin/python -m pip install -r requirements-ray.txt)"
+
+
+def threads_per_run(config: dict) -> int | None:
+    """``threads``, or 1 when several runs share the machine and ``threads`` is unset."""
+    if config["threads"]:
+        return config["threads"]
+    return 1 if resolved_workers(config) > 1 or config["executor"] == "ray" else None
+
+
+def resolved_workers(config: dict) -> int:
+    """``workers`` as a number: "auto" is the CPU count divided by the threads per run (>= 1)."""
+    workers = config["workers"]
+    if workers == "auto":
+        return max(1, (os.cpu_count() or 1) // (config["threads"] or 1))
+    return workers
+
+
+def make_executor(config: dict):
+    """The executor a config asks for; fails (ConfigError) before any run folder exists when Ray is
+    missing or its cluster unreachable."""
+    if config["executor"] == "ray":
+        return RayExecutor(config)
+    workers = resolved_workers(config)
+    return InProcess() if workers == 1 else LocalWorkers(workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# in this process
+
+class _DirectChannel:
+    flush_every = 0.0
+
+    def __init__(self, driver):
+        self.driver = driver
+
+    def send(self, messages):
+        self.driver.apply(messages)
+
+    def stop_requested(self):
+        return self.driver.stop_requested()
+
+
+class InProcess:
+    name = "this process"
+
+    def run(self, driver, todo: list[int]) -> None:
+        from workbench.training import train_run
+
+        problem = driver.problem()
+        hooks = driver.hooks
+        for index in todo:
+            if driver.stop_requested():
+                break
+            spec, checkpoint = driver.prepare(index)
+            train_run(problem, driver.config, spec, _DirectChannel(driver), checkpoint,
+                      executor=self.name, should_stop=hooks.should_stop, should_save=hooks.should_save)
+
+
+# ---------------------------------------------------------------------------------------------
+# worker processes on this machine
+
+class _PipeChannel:
+    flush_every = 0.25
+
+    def __init__(self, conn, interrupted):
+        self.conn, self.interrupted = conn, interrupted
+        self.stop = False
+
+    def send(self, messages):
+        self.conn.send(messages)
+
+    def stop_requested(self):
+        while not self.stop and self.conn.poll():
+            if self.conn.recv() == "stop":
+                self.stop = True
+        return self.stop or self.interrupted()
+
+
+def _worker_main(conn, config: dict) -> None:
+    """A worker process: build the problem once, then train the runs the driver sends."""
+    interrupted = {"flag": False}
+
+    def on_signal(signum, frame):  # Ctrl-C in the terminal reaches every process of the group
+        interrupted["flag"] = True
+    signal.signal(signal.SIGINT, on_signal)
+    from workbench.runner import build_problem, resolve_device
+    from workbench.training import train_run
+
+    problem = None
+    channel = _PipeChannel(conn, lambda: interrupted["flag"])
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return  # the driver is gone
+        if task is None:
+            return
+        if task == "stop":
+            channel.stop = True
+            continue
+        spec, checkpoint = task
+        if problem is None:
+            problem = build_problem(config, resolve_device(config["device"]))
+        train_run(problem, config, spec, channel, checkpoint, executor="worker process")
+
+
+def _exit_reason(proc) -> str:
+    code = proc.exitcode
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name} (exit code {code})"
+        except ValueError:
+            return f"exited with code {code}"
+    return f"exited with code {code}"
+
+
+class _Worker:
+    def __init__(self, ctx, config):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, config), daemon=True)
+        self.proc.start()
+        child.close()
+        self.index: int | None = None
+
+
+class LocalWorkers:
+    name = "worker processes"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def run(self, driver, todo: list[int]) -> None:
+        from workbench.runner import worker_config
+
+        ctx = mp.get_context("spawn")
+        config = worker_config(driver.config)
+        queue = deque(todo)
+        pool = [_Worker(ctx, config) for _ in range(min(self.workers, len(queue)))]
+        stop_sent = False
+        try:
+            while True:
+                stopping = driver.stop_requested()
+                for w in pool:
+                    if w.index is None and queue and not stopping:
+                        w.index = queue.popleft()
+                        w.conn.send(driver.prepare(w.index))
+                busy = [w for w in pool if w.index is not None]
+                if not busy:
+                    break
+                if stopping and not stop_sent:
+                    for w in busy:
+                        w.conn.send("stop")
+                    stop_sent = True
+                wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.25)
+                for w in busy:
+                    if not self._receive(driver, w):
+                        self._replace(driver, ctx, config, pool, w, queue)
+        finally:
+            for w in pool:
+                try:
+                    w.conn.send(None)
+                except (OSError, ValueError):
+                    pass
+            for w in pool:
+                w.proc.join(timeout=10)
+                if w.proc.is_alive():
+                    w.proc.terminate()
+                    w.proc.join(timeout=5)
+
+    @staticmethod
+    def _receive(driver, w) -> bool:
+        """Apply what worker ``w`` sent; False if it died."""
+        try:
+            while w.conn.poll():
+                if w.index in driver.apply(w.conn.recv()):
+                    w.index = None
+        except (EOFError, OSError):
+            return False
+        return w.index is None or w.proc.is_alive()
+
+    @staticmethod
+    def _replace(driver, ctx, config, pool, w, queue) -> None:
+        reason = f"worker process {w.proc.pid} {_exit_reason(w.proc)}"
+        if driver.lost(w.index, reason):
+            queue.appendleft(w.index)
+        w.conn.close()
+        pool[pool.index(w)] = _Worker(ctx, config) if queue else w
+        w.index = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"executor='ray' needs Ray, which is not installed. Install it with:\n  {RAY_INSTALL}") from None
+    return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail within seconds when ``host:port`` (``ray://host:port``) does not answer."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"ray_address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"ray_address {address!r}: cannot reach {host}:{port} ({exc}). Is the Ray head "
+                          "running there (ray start --head) and the port open? Use ray_address=None for a "
+                          "local Ray instance.") from None
+
+
+def connect_ray(address: str | None):
+    """ray.init for the config's ``ray_address`` (reusing an instance this process already has)."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address is None:  # a local instance sees this machine's files: the code is on PYTHONPATH
+        options["runtime_env"] = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+    else:  # a cluster: ship the code (not the data, results or venv) to every node
+        _check_reachable(address)
+        options["address"] = address
+        options["runtime_env"] = {"working_dir": str(ROOT),
+                                  "excludes": [".venv", "venv", "data", "results", ".git", "*.pt", "*.pkl"]}
+    try:
+        ray.init(**options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"could not start or join Ray (ray_address={address!r}): {exc}") from None
+    return ray
+
+
+class _RayChannel:
+    flush_every = 0.5
+
+    def __init__(self, queue, control):
+        import ray
+
+        self.ray, self.queue, self.control = ray, queue, control
+        self.last_poll, self.stop = 0.0, False
+
+    def send(self, messages):
+        self.queue.put(messages)
+
+    def stop_requested(self):
+        now = time.perf_counter()
+        if not self.stop and now - self.last_poll >= 0.5:
+            self.last_poll = now
+            self.stop = bool(self.ray.get(self.control.stopped.remote()))
+        return self.stop
+
+
+_RAY_PROBLEMS: dict = {}  # per Ray worker process: the experiment's problem, built once
+
+
+def _ray_task(config: dict, spec: dict, checkpoint, data, experiment_id: str, queue, control) -> str:
+    from workbench.runner import build_problem, resolve_device
+    from workbench.training import train_run
+
+    device = resolve_device(config["device"])  # "auto": the GPU Ray assigned to this task, if any
+    key = (experiment_id, str(device))
+    if key not in _RAY_PROBLEMS:
+        _RAY_PROBLEMS.clear()
+        _RAY_PROBLEMS[key] = build_problem(config, device, data=data)
+    return train_run(_RAY_PROBLEMS[key], config, spec, _RayChannel(queue, control), checkpoint,
+                     executor="ray task")
+
+
+class _Control:
+    def __init__(self):
+        self.stop = False
+
+    def request_stop(self):
+        self.stop = True
+
+    def stopped(self):
+        return self.stop
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, config: dict):
+        self.ray = connect_ray(config["ray_address"])
+        workers = config["workers"]
+        self.cap = workers if isinstance(workers, int) and workers > 1 else None  # None: Ray's resources decide
+
+    def run(self, driver, todo: list[int]) -> None:
+        from ray.util.queue import Empty, Queue
+
+        from workbench.runner import worker_config
+
+        ray = self.ray
+        config = worker_config(driver.config)
+        resources = {"num_cpus": 1, **driver.config["run_resources"]}
+        task = ray.remote(_ray_task).options(max_retries=0, **resources)
+        control = ray.remote(_Control).options(num_cpus=0).remote()
+        queue = Queue(actor_options={"num_cpus": 0})
+        data = ray.put(driver.data())
+        experiment_id = str(driver.run_dir)
+        waiting, pending = deque(todo), {}
+        stop_sent = False
+
+        def drain():
+            done = set()
+            while True:
+                try:
+                    batch = queue.get_nowait_batch(max(1, queue.qsize()))
+                except Empty:
+                    return done
+                for messages in batch:
+                    done |= set(driver.apply(messages))
+
+        try:
+            while True:
+                stopping = driver.stop_requested()
+                while waiting and not stopping and (self.cap is None or len(pending) < self.cap):
+                    index = waiting.popleft()
+                    spec, checkpoint = driver.prepare(index)
+                    ref = task.remote(config, spec, checkpoint, data, experiment_id, queue, control)
+                    pending[ref] = index
+                if not pending:
+                    break
+                if stopping and not stop_sent:
+                    control.request_stop.remote()
+                    stop_sent = True
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                drain()
+                for ref in ready:
+                    index = pending.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001  the task's process or node was lost
+                        drain()
+                        reason = f"its Ray task was lost ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
+                        if driver.lost(index, reason):
+                            waiting.appendleft(index)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            drain()
+            for actor in (control, queue.actor):
+                ray.kill(actor)
