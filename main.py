@@ -2,7 +2,9 @@
 
     python main.py experiments/NAME.py [key=value ...]     run a config, overriding names
     python main.py NAME [key=value ...]                    the same, for experiments/NAME.py
-    python main.py --resume results/RUN_DIR                continue the unfinished runs of a record
+    python main.py --resume results/RUN_DIR [workers=N ...] continue the unfinished runs of a record
+                                                           (workers / executor / ray_address /
+                                                           run_resources / progress may change)
     python main.py --list                                  registered algorithms, datasets, models, experiments
 
 The run folder results/<YYYYmmdd-HHMMSS>_<name>/ receives history.pkl, a copy of the config and the
@@ -64,6 +66,24 @@ def list_registered() -> str:
     return "\n".join(lines)
 
 
+def execution_overrides(args: argparse.Namespace) -> dict:
+    """``key=value`` arguments given with --resume: only how the runs execute may change."""
+    from workbench.config import DEFAULTS, coerce, parse_value, validate_execution
+    from workbench.registry import ConfigError
+    from workbench.runner import EXECUTION_NAMES
+
+    overrides = ([args.config] if args.config else []) + list(args.overrides)
+    changes = {}
+    for arg in overrides:
+        key, sep, raw = arg.partition("=")
+        if not sep or key not in EXECUTION_NAMES:
+            raise ConfigError(f"--resume continues a record as it was configured; only {', '.join(EXECUTION_NAMES)} "
+                              f"may change (e.g. --resume RUN_DIR workers=1), not {arg!r}")
+        changes[key] = coerce(key, parse_value(raw), source="the command line")
+    validate_execution({**DEFAULTS, **changes})
+    return changes
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from workbench.config import load_config
@@ -75,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.resume:
-            if args.config or args.overrides:
-                raise ConfigError("--resume continues a record as it was configured; drop the config and overrides")
-            experiment = Experiment.resume(args.resume)
+            experiment = Experiment.resume(args.resume, execution=execution_overrides(args))
         else:
             if not args.config:
                 raise ConfigError("no config given: python main.py experiments/NAME.py [key=value ...] (see --list)")

@@ -75,14 +75,14 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             if key.startswith("_") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
                 continue
             _check_name(key, path)
-            config[key] = _coerce(key, value, source=str(path))
+            config[key] = coerce(key, value, source=str(path))
     for arg in overrides:
         key, sep, raw = arg.partition("=")
         key = key.strip().lstrip("-")
         if not sep or not key:
             raise ConfigError(f"override {arg!r} is not of the form key=value (e.g. epochs=3)")
         _check_name(key, "the command line")
-        config[key] = _coerce(key, parse_value(raw), source="the command line")
+        config[key] = coerce(key, parse_value(raw), source="the command line")
     validate(config)
     return config
 
@@ -146,7 +146,7 @@ def _check_name(key: str, where) -> None:
         )
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
+def coerce(key: str, value: Any, source: str) -> Any:
     """``value`` checked against the type of the default of ``key`` (an int may stand for a float,
     a bool never stands for a number, None is allowed where the default is None or optional)."""
     default = DEFAULTS[key]

@@ -256,13 +256,14 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 def connect_ray(address: str | None):
     """ray.init for the config's ``ray_address`` (reusing an instance this process already has)."""
     ray = _import_ray()
+    if address is not None:
+        _check_reachable(address)
     if ray.is_initialized():
         return ray
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address is None:  # a local instance sees this machine's files: the code is on PYTHONPATH
         options["runtime_env"] = {"env_vars": {"PYTHONPATH": str(ROOT)}}
     else:  # a cluster: ship the code (not the data, results or venv) to every node
-        _check_reachable(address)
         options["address"] = address
         options["runtime_env"] = {"working_dir": str(ROOT),
                                   "excludes": [".venv", "venv", "data", "results", ".git", "*.pt", "*.pkl"]}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,7 +323,7 @@ class Experiment:
         n_snaps = len(run["snapshots"].get("step", []))
         if ckpt["rows"] > len(table) or ckpt["snapshots"] > n_snaps:
             tqdm.write(f"{spec['label']} seed={spec['seed']}: its checkpoint (step {ckpt['step']}) is ahead of "
-                       f"the rows on disk; training it again from the start")
+                       f"the rows on disk; training it again from the start", file=sys.stderr)
             return spec, None
         for column in run["metrics"].values():
             del column[ckpt["rows"]:]
@@ -374,7 +375,7 @@ class Experiment:
         resume_from = f"its last checkpoint ({where.name})" if where.is_file() else "the start (no checkpoint yet)"
         if self.restarts[index] == 1 and not self.stop_requested():
             tqdm.write(f"{spec['label']} seed={spec['seed']}: {reason} near step {step:g}; training it again "
-                       f"from {resume_from}")
+                       f"from {resume_from}", file=sys.stderr)
             if self._bars is not None:
                 self._bars.finish(index, counted=False)
             return True
@@ -444,7 +445,7 @@ class Experiment:
         run, spec = self.history["runs"][index], self.plan[index]
         if self.config["progress"] and run["error"]:
             reason = run["error"].strip().splitlines()[-1]
-            tqdm.write(f"{spec['label']} seed={spec['seed']}: {run['status']}: {reason}")
+            tqdm.write(f"{spec['label']} seed={spec['seed']}: {run['status']}: {reason}", file=sys.stderr)
 
     def _driver_hooks(self, index: int, row: dict) -> None:
         """on_log for every arriving row; should_stop too when the run trains elsewhere."""

@@ -1,0 +1,294 @@
+"""Many runs at once: worker processes and Ray give the numbers of one process, one record written
+by the driver alone, resume across executors, Ctrl-C, lost workers and bad execution settings.
+
+The Ray tests use one local Ray instance for the module (num_cpus=2, no dashboard). They are
+skipped only where Ray is not installed, and never in CI (CI=true), where a missing Ray fails.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench import record
+from workbench.registry import ConfigError
+from workbench.runner import Experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = [dict(algorithm="sgd", lr=0.1, momentum=0.9), dict(algorithm="adamw", lr=1e-2),
+        dict(algorithm="persistent_sgd", lr=0.05, decay=0.9)]
+
+try:
+    import ray
+except ImportError:
+    ray = None
+    if os.environ.get("CI"):
+        raise RuntimeError("Ray is not installed, but CI must run the Ray tests: ./setup.sh --with-ray")
+
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (./setup.sh --with-ray)")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray is None:
+        pytest.skip("Ray is not installed")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield ray
+    ray.shutdown()
+
+
+def _config(tiny_config, **changes):
+    config = copy.deepcopy(tiny_config)
+    config.update(runs=copy.deepcopy(RUNS), seeds=[0, 1], threads=1, log_every=1, snapshot_every=0)
+    config.update(changes)
+    return config
+
+
+def _run(config, **kwargs):
+    experiment = Experiment.create(config, **kwargs)
+    return experiment, experiment.run()
+
+
+def _assert_same_numbers(got: dict, expected: dict):
+    assert [r["label"] for r in got["runs"]] == [r["label"] for r in expected["runs"]]
+    for a, b in zip(got["runs"], expected["runs"], strict=True):
+        assert a["status"] == b["status"] == "finished"
+        assert set(a["metrics"]) == set(b["metrics"])
+        for key in a["metrics"]:
+            if key != "time":  # wall time is the only column allowed to differ
+                assert np.array_equal(a["metrics"][key], b["metrics"][key], equal_nan=True), (a["label"], key)
+        assert a["seed"] == b["seed"] and a["params"] == b["params"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_worker_processes_give_the_numbers_of_one_process(tiny_config, dtype):
+    one, code = _run(_config(tiny_config, dtype=dtype))
+    assert code == 0
+    two, code = _run(_config(tiny_config, dtype=dtype, workers=2))
+    assert code == 0
+    _assert_same_numbers(record.load_history(two.run_dir), record.load_history(one.run_dir))
+    runs = record.load_history(two.run_dir)["runs"]
+    assert {r["where"]["executor"] for r in runs} == {"worker process"}
+    assert len({r["where"]["pid"] for r in runs}) == 2 and os.getpid() not in {r["where"]["pid"] for r in runs}
+    assert {r["where"]["device"] for r in runs} == {"cpu"}
+    assert record.load_history(one.run_dir)["runs"][0]["where"]["pid"] == os.getpid()
+    env = record.load_history(two.run_dir)["environment"]["execution"]
+    assert env == {"executor": "worker processes", "workers": 2, "threads_per_run": 1}
+
+
+@needs_ray
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ray_tasks_give_the_numbers_of_one_process(tiny_config, local_ray, dtype):
+    one, _ = _run(_config(tiny_config, dtype=dtype))
+    rayed, code = _run(_config(tiny_config, dtype=dtype, executor="ray"))
+    assert code == 0
+    history = record.load_history(rayed.run_dir)
+    _assert_same_numbers(history, record.load_history(one.run_dir))
+    assert {r["where"]["executor"] for r in history["runs"]} == {"ray task"}
+    assert os.getpid() not in {r["where"]["pid"] for r in history["runs"]}
+
+
+def test_snapshots_travel_back_with_the_rows(tiny_config):
+    config = _config(tiny_config, snapshot_every=3, model="growing_mlp", model_args=dict(hidden_size=2),
+                     seeds=[0], runs=[dict(algorithm="growth", method="random", grow_every=4,
+                                           statistics_samples=32, target_width=10,
+                                           optimizer_args=dict(lr=0.05))])
+    one, _ = _run(config)
+    two, _ = _run({**config, "seeds": [0, 1], "workers": 2})
+    a, b = record.load_history(one.run_dir)["runs"][0], record.load_history(two.run_dir)["runs"][0]
+    assert a["snapshots"]["step"] == b["snapshots"]["step"] and len(a["snapshots"]["step"]) > 2
+    assert a["snapshots"]["widths"] == b["snapshots"]["widths"]
+    assert a["snapshots"]["widths"][-1] != a["snapshots"]["widths"][0]  # it grew
+
+
+def _long_config(tmp_path, max_steps=1500, runs=2) -> Path:
+    config = tmp_path / "long.py"
+    config.write_text(textwrap.dedent(f"""
+        dataset = "synthetic_classification"
+        dataset_args = dict(n=512, d=6, classes=3, seed=2)
+        model_args = dict(hidden=[16])
+        batch_size = 16
+        epochs = None
+        max_steps = {max_steps}
+        log_every = 10
+        save_every = 0.2
+        dtype = "float64"
+        threads = 1
+        seeds = [0]
+        runs = {[dict(algorithm="sgd", lr=0.01 * (k + 1)) for k in range(runs)]!r}
+    """), encoding="utf-8")
+    return config
+
+
+def _main(args):
+    env = {**os.environ, "PYTHONUTF8": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _history_when(results: Path, predicate, timeout=120.0) -> tuple[Path, dict]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for path in results.glob("*/history.pkl"):
+            history = pickle.loads(path.read_bytes())  # never torn: written atomically
+            if predicate(history):
+                return path.parent, history
+        time.sleep(0.05)
+    raise AssertionError("the record never reached the expected state")
+
+
+def _rows(history, index):
+    runs = history["runs"]
+    return len(runs[index]["metrics"].get("step", [])) if index < len(runs) else 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_every_worker_and_resume_with_one_worker_gives_the_same_numbers(tmp_path):
+    config = _long_config(tmp_path)
+    results = tmp_path / "results"
+    process = _main([str(config), f"out_dir={results}", "progress=False", "workers=2"])
+    # rows of both runs reach the record while they train (live curves for plot.py)
+    run_dir, live = _history_when(results, lambda h: _rows(h, 0) > 20 and _rows(h, 1) > 20)
+    assert all(r["status"] == "running" for r in live["runs"])
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    history = record.load_history(run_dir)
+    assert [r["status"] for r in history["runs"]] == ["stopped", "stopped"]
+    assert all((run_dir / "checkpoints" / f"run_{i:03d}.pt").is_file() for i in range(2))
+    resumed = _main(["--resume", str(run_dir), "workers=1", "progress=False"])
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    reference = _main([str(config), f"out_dir={tmp_path / 'reference'}", "progress=False"])
+    assert reference.communicate(timeout=300)[0] and reference.returncode == 0
+    ref_dir = next((tmp_path / "reference").glob("*/history.pkl")).parent
+    _assert_same_numbers(record.load_history(run_dir), record.load_history(ref_dir))
+    assert not list((run_dir / "checkpoints").glob("*.pt"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_killed_worker_is_trained_again_from_its_checkpoint_and_the_others_go_on(tmp_path):
+    config = _long_config(tmp_path, max_steps=2500)
+    results = tmp_path / "results"
+    process = _main([str(config), f"out_dir={results}", "progress=False", "workers=2"])
+    run_dir, history = _history_when(results, lambda h: _rows(h, 1) > 30)
+    deadline = time.time() + 60
+    while not (run_dir / "checkpoints" / "run_001.pt").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    victim = history["runs"][1]["where"]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert f"worker process {victim} was killed by signal SIGKILL" in err and "training it again" in err
+    final = record.load_history(run_dir)
+    assert [r["status"] for r in final["runs"]] == ["finished", "finished"]
+    assert final["runs"][1]["where"]["pid"] != victim
+    reference = _main([str(config), f"out_dir={tmp_path / 'reference'}", "progress=False"])
+    reference.communicate(timeout=300)
+    ref_dir = next((tmp_path / "reference").glob("*/history.pkl")).parent
+    _assert_same_numbers(final, record.load_history(ref_dir))
+
+
+def test_a_run_lost_twice_is_failed_with_how_to_resume_and_resume_trains_it(tiny_config):
+    experiment = Experiment.create(_config(tiny_config, seeds=[0], runs=RUNS[:1]))
+    experiment.prepare(0)
+    assert experiment.lost(0, "worker process 123 was killed by signal SIGKILL (exit code -9)") is True
+    assert experiment.lost(0, "worker process 124 was killed by signal SIGKILL (exit code -9)") is False
+    run = record.load_history(experiment.run_dir)["runs"][0]
+    assert run["status"] == "failed" and "SIGKILL" in run["error"]
+    assert f"--resume {experiment.run_dir}" in run["error"] and "the other runs went on" in run["error"]
+    resumed = Experiment.resume(experiment.run_dir)
+    assert resumed.run() == 0
+    assert record.load_history(experiment.run_dir)["runs"][0]["status"] == "finished"
+
+
+@needs_ray
+def test_a_record_of_worker_processes_resumes_under_ray(tiny_config, local_ray):
+    config = _config(tiny_config, epochs=3, workers=2)
+    reference, _ = _run(_config(tiny_config, epochs=3))
+    stops = {"n": 0}
+
+    def stop_after_some_rows(view):
+        stops["n"] += 1
+        return stops["n"] == 40
+
+    from workbench.runner import Hooks
+
+    interrupted, code = _run(config, hooks=Hooks(should_stop=stop_after_some_rows))
+    assert code == 130
+    statuses = [r["status"] for r in record.load_history(interrupted.run_dir)["runs"]]
+    assert "stopped" in statuses
+    resumed = Experiment.resume(interrupted.run_dir, execution=dict(executor="ray", workers=1))
+    assert resumed.run() == 0
+    _assert_same_numbers(record.load_history(interrupted.run_dir), record.load_history(reference.run_dir))
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(workers=0), "workers must be a positive integer"),
+    (dict(workers=-2), "workers must be a positive integer"),
+    (dict(workers="many"), "workers must be a positive integer"),
+    (dict(executor="slurm"), "executor must be one of 'local', 'ray'"),
+    (dict(run_resources=dict(num_gpus=-1)), "run_resources must map"),
+])
+def test_bad_execution_settings_are_config_errors(tiny_config, changes, message):
+    from workbench.config import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate({**_config(tiny_config), **changes})
+
+
+def test_execution_overrides_are_type_checked(tmp_path):
+    from workbench.config import load_config
+
+    config = load_config(ROOT / "experiments" / "quick_synthetic.py", ["workers=2", "executor=ray"])
+    assert config["workers"] == 2 and config["executor"] == "ray"
+    assert load_config(ROOT / "experiments" / "quick_synthetic.py", ["workers=auto"])["workers"] == "auto"
+    with pytest.raises(ConfigError, match="workers must be"):
+        load_config(ROOT / "experiments" / "quick_synthetic.py", ["workers=1.5"])
+
+
+def test_workers_auto_is_cores_over_threads(tiny_config, monkeypatch):
+    from workbench.executors import resolved_workers, threads_per_run
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert resolved_workers({**tiny_config, "workers": "auto", "threads": 2}) == 4
+    assert resolved_workers({**tiny_config, "workers": "auto", "threads": None}) == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert resolved_workers({**tiny_config, "workers": "auto", "threads": 4}) == 1
+    assert threads_per_run({**tiny_config, "workers": 3, "threads": None, "executor": "local"}) == 1
+    assert threads_per_run({**tiny_config, "workers": 1, "threads": None, "executor": "local"}) is None
+
+
+def test_ray_missing_fails_before_a_run_folder_with_the_install_command(tiny_config, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    config = _config(tiny_config, executor="ray")
+    with pytest.raises(ConfigError, match=r"setup.sh --with-ray"):
+        Experiment.create(config)
+    assert not Path(config["out_dir"]).exists()
+
+
+@needs_ray
+def test_unreachable_ray_address_fails_within_seconds(tiny_config):
+    config = _config(tiny_config, executor="ray", ray_address="ray://127.0.0.1:9")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"cannot reach 127.0.0.1:9"):
+        Experiment.create(config)
+    assert time.perf_counter() - start < 10
+    assert not Path(config["out_dir"]).exists()
+
+
+def test_resume_accepts_only_execution_overrides(tmp_path):
+    process = _main(["--resume", str(tmp_path), "epochs=3"])
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "only workers, executor" in err
