@@ -3,11 +3,12 @@ rem Gradient Workbench setup for Windows: creates .venv, installs torch (a CUDA 
 rem driver is present) and requirements.txt, and puts MNIST into data\. Safe to run again: every
 rem step skips what is already done. Double-click it, or run it from a console:
 rem
-rem   setup.bat [--mnist-dir DIR] [cpu] [--no-pause]
+rem   setup.bat [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
 rem
 rem   --mnist-dir DIR   offline MNIST: a folder with the four IDX files (raw or .gz), copied into data\
 rem                     (same as: set MNIST_DIR=DIR)
 rem   cpu               CPU-only torch even with an NVIDIA GPU (same as: set TORCH_CPU=1)
+rem   --with-ray        also install Ray (requirements-ray.txt) for executor="ray" (same as: set WITH_RAY=1)
 rem   --no-pause        do not wait for a key at the end (also when the variable CI is set)
 rem
 rem Variables: PYTHON (interpreter that creates .venv; default: py -3, then python),
@@ -26,6 +27,7 @@ set "NO_PAUSE=0"
 if defined CI set "NO_PAUSE=1"
 set "MNIST_SOURCE="
 if not defined TORCH_CPU set "TORCH_CPU=0"
+if not defined WITH_RAY set "WITH_RAY=0"
 
 :parse_args
 if "%~1"=="" goto :args_done
@@ -38,6 +40,11 @@ if /i "%~1"=="--mnist-dir" (
     if "%~2"=="" goto :mnist_dir_missing
     set "MNIST_SOURCE=%~2"
     shift
+    shift
+    goto :parse_args
+)
+if /i "%~1"=="--with-ray" (
+    set "WITH_RAY=1"
     shift
     goto :parse_args
 )
@@ -54,7 +61,7 @@ if /i "%~1"=="--cpu" (
 if /i "%~1"=="--help" goto :usage
 if /i "%~1"=="-h" goto :usage
 echo error: unknown argument "%~1"
-echo usage: setup.bat [--mnist-dir DIR] [cpu] [--no-pause]
+echo usage: setup.bat [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
 goto :fail
 
 :mnist_dir_missing
@@ -62,9 +69,10 @@ echo error: --mnist-dir needs a folder, e.g. setup.bat --mnist-dir C:\Downloads\
 goto :fail
 
 :usage
-echo usage: setup.bat [--mnist-dir DIR] [cpu] [--no-pause]
+echo usage: setup.bat [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
 echo   --mnist-dir DIR   offline MNIST: folder with the four IDX files (raw or .gz); or set MNIST_DIR=DIR
 echo   cpu               CPU-only torch even with an NVIDIA GPU; or set TORCH_CPU=1
+echo   --with-ray        also install Ray for executor="ray"; or set WITH_RAY=1
 echo   --no-pause        do not wait for a key at the end
 echo Variables: PYTHON, TORCH_INDEX_URL, TORCH_CPU, MNIST_DIR, CI
 endlocal & exit /b 0
@@ -194,6 +202,11 @@ echo.
 echo [3/4] requirements.txt
 "%VENV_PY%" -m pip install -r requirements.txt
 if errorlevel 1 goto :fail
+if not "%WITH_RAY%"=="1" goto :ray_done
+echo Ray (requirements-ray.txt), for executor="ray"
+"%VENV_PY%" -m pip install -r requirements-ray.txt
+if errorlevel 1 goto :fail
+:ray_done
 
 "%VENV_PY%" -c "import numpy, scipy, matplotlib, tqdm, cvxpy, torch, torchvision; print(torch.__version__, torch.cuda.is_available())" > "%TMP_OUT%"
 if errorlevel 1 goto :fail

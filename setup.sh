@@ -2,11 +2,12 @@
 # Gradient Workbench setup for Linux and macOS: creates .venv, installs torch and requirements.txt,
 # and puts MNIST into data/. Safe to run again: every step skips what is already done.
 #
-#   ./setup.sh [--mnist-dir DIR] [cpu] [--no-pause]
+#   ./setup.sh [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
 #
 #   --mnist-dir DIR   offline MNIST: a folder with the four IDX files (raw or .gz), copied into data/
 #                     (same as the environment variable MNIST_DIR=DIR)
 #   cpu               CPU-only torch (same as TORCH_CPU=1); uses https://download.pytorch.org/whl/cpu
+#   --with-ray        also install Ray (requirements-ray.txt) for executor="ray" (same as WITH_RAY=1)
 #   --no-pause        never wait for Enter (also when the environment variable CI is set); by
 #                     default it waits only when not started from a shell (double-clicked)
 #   --pause           wait for Enter at the end even when started from a shell
@@ -25,6 +26,7 @@ PAUSE=1
 [ -n "${CI:-}" ] && PAUSE=0
 MNIST_SOURCE=""
 TORCH_CPU="${TORCH_CPU:-0}"
+WITH_RAY="${WITH_RAY:-0}"
 
 usage() { sed -n '2,/^set -/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
             MNIST_SOURCE="$2"; shift ;;
         --mnist-dir=*) MNIST_SOURCE="${1#--mnist-dir=}" ;;
         cpu|--cpu) TORCH_CPU=1 ;;
+        --with-ray) WITH_RAY=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -133,6 +136,12 @@ fi
 
 step "requirements.txt"
 "$VENV_PY" -m pip install -r requirements.txt
+
+if [ "$WITH_RAY" = 1 ]; then
+    step "requirements-ray.txt (Ray, for executor=\"ray\")"
+    "$VENV_PY" -m pip install -r requirements-ray.txt
+    "$VENV_PY" -c 'import ray; print("ray", ray.__version__)'
+fi
 
 step "checking the installation"
 CHECK="$("$VENV_PY" -c 'import numpy, scipy, matplotlib, tqdm, cvxpy, torch, torchvision; print(torch.__version__, torch.cuda.is_available())')"

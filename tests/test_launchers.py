@@ -103,7 +103,7 @@ def test_gitattributes_fix_line_endings():
 def test_ci_runs_setup_then_the_readme_test_command():
     text = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     commands = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    assert "./setup.sh --no-pause" in commands
+    assert "./setup.sh --no-pause --with-ray" in commands
     assert commands[-1] == ".venv/bin/python -m pytest -q"
     assert "shared/mnist" in text and "MNIST_DIR" in text and "CI=true" in text
     readme = ROOT / "README.md"
