@@ -215,8 +215,9 @@ def test_a_run_lost_twice_is_failed_with_how_to_resume_and_resume_trains_it(tiny
 
 @needs_ray
 def test_a_record_of_worker_processes_resumes_under_ray(tiny_config, local_ray):
-    config = _config(tiny_config, epochs=3, workers=2)
-    reference, _ = _run(_config(tiny_config, epochs=3))
+    short = dict(epochs=400, seeds=[0], runs=RUNS[:2])  # 2400 steps a run: the stop lands mid-run
+    config = _config(tiny_config, workers=2, **short)
+    reference, _ = _run(_config(tiny_config, **short))
     stops = {"n": 0}
 
     def stop_after_some_rows(view):
@@ -228,7 +229,7 @@ def test_a_record_of_worker_processes_resumes_under_ray(tiny_config, local_ray):
     interrupted, code = _run(config, hooks=Hooks(should_stop=stop_after_some_rows))
     assert code == 130
     statuses = [r["status"] for r in record.load_history(interrupted.run_dir)["runs"]]
-    assert "stopped" in statuses
+    assert statuses == ["stopped", "stopped"]
     resumed = Experiment.resume(interrupted.run_dir, execution=dict(executor="ray", workers=1))
     assert resumed.run() == 0
     _assert_same_numbers(record.load_history(interrupted.run_dir), record.load_history(reference.run_dir))

@@ -4,10 +4,14 @@ hands every message back to ``driver.apply``.
 
 * :class:`InProcess` (``workers=1``): one run after another in this process, sharing the problem.
 * :class:`LocalWorkers` (``workers=N``, ``executor="local"``): N worker processes on this machine
-  (standard library ``multiprocessing``, spawn start method, so the same on Windows, Linux and
-  macOS). Each worker builds the problem (the dataset on its device) once and reuses it for every
-  run it trains; it talks to the driver over its own pipe, so a worker that dies breaks only its
-  own run.
+  (standard library ``multiprocessing``). Each worker has the problem (the dataset on its device)
+  once and reuses it for every run it trains; it talks to the driver over its own pipe, so a worker
+  that dies breaks only its own run. Start method: *spawn* (a fresh interpreter that imports torch
+  and loads the dataset, about 2-3 s; the only method on Windows and the default on macOS), except
+  on Linux for CPU runs with one thread per run, where *fork* starts a worker in milliseconds with
+  the driver's problem already in memory (copy-on-write). Fork is not used with CUDA (a forked
+  child cannot initialise it) nor with several threads per run (OpenMP's thread pool does not
+  survive a fork: the child would hang in its first parallel region).
 * :class:`RayExecutor` (``executor="ray"``): each run is a Ray task (``run_resources`` is what it
   asks for). The dataset goes into Ray's object store once per experiment; rows, snapshots and
   checkpoint bytes come back through a Ray queue, so nodes need neither the data folder nor the
@@ -112,17 +116,25 @@ class _PipeChannel:
         return self.stop or self.interrupted()
 
 
-def _worker_main(conn, config: dict) -> None:
-    """A worker process: build the problem once, then train the runs the driver sends."""
+def _worker_main(conn, config: dict, problem=None, inherited=()) -> None:
+    """A worker process: build the problem once (unless forked with the driver's), then train the
+    runs the driver sends. ``inherited``: other workers' pipe ends a fork copied, closed here."""
+    for other in inherited:
+        other.close()
     interrupted = {"flag": False}
 
     def on_signal(signum, frame):  # Ctrl-C in the terminal reaches every process of the group
         interrupted["flag"] = True
-    signal.signal(signal.SIGINT, on_signal)
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is not None:
+            signal.signal(sig, on_signal)
+    import torch
+
     from workbench.runner import build_problem, resolve_device
     from workbench.training import train_run
 
-    problem = None
+    if problem is not None and config["threads"]:
+        torch.set_num_threads(config["threads"])
     channel = _PipeChannel(conn, lambda: interrupted["flag"])
     while True:
         try:
@@ -152,13 +164,29 @@ def _exit_reason(proc) -> str:
     return f"exited with code {code}"
 
 
+def start_method(config: dict, device) -> str:
+    """"fork" where it is safe and fast (module docstring), else "spawn"."""
+    import sys
+
+    import torch
+
+    forkable = (sys.platform.startswith("linux") and device.type == "cpu"
+                and threads_per_run(config) == 1 and not torch.cuda.is_initialized())
+    return "fork" if forkable else "spawn"
+
+
 class _Worker:
-    def __init__(self, ctx, config):
+    def __init__(self, ctx, config, problem=None, others=()):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, config), daemon=True)
+        inherited = [w.conn for w in others] if problem is not None else []
+        self.proc = ctx.Process(target=_worker_main, args=(child, config, problem, inherited), daemon=True)
         self.proc.start()
         child.close()
         self.index: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.is_alive() and not self.conn.closed
 
 
 class LocalWorkers:
@@ -170,16 +198,25 @@ class LocalWorkers:
     def run(self, driver, todo: list[int]) -> None:
         from workbench.runner import worker_config
 
-        ctx = mp.get_context("spawn")
         config = worker_config(driver.config)
+        method = start_method(config, driver.device)
+        ctx = mp.get_context(method)
+        problem = driver.problem() if method == "fork" else None
         queue = deque(todo)
-        pool = [_Worker(ctx, config) for _ in range(min(self.workers, len(queue)))]
+        pool: list[_Worker] = []
+
+        def new_worker():
+            return _Worker(ctx, config, problem, pool)
+
+        pool.extend(new_worker() for _ in range(min(self.workers, len(queue))))
         stop_sent = False
         try:
             while True:
                 stopping = driver.stop_requested()
-                for w in pool:
+                for k, w in enumerate(pool):
                     if w.index is None and queue and not stopping:
+                        if not w.alive:  # died between runs: a fresh one takes its place
+                            w = pool[k] = new_worker()
                         w.index = queue.popleft()
                         w.conn.send(driver.prepare(w.index))
                 busy = [w for w in pool if w.index is not None]
@@ -192,15 +229,16 @@ class LocalWorkers:
                 wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.25)
                 for w in busy:
                     if not self._receive(driver, w):
-                        self._replace(driver, ctx, config, pool, w, queue)
+                        self._replace(driver, new_worker, pool, w, queue)
         finally:
             for w in pool:
                 try:
                     w.conn.send(None)
                 except (OSError, ValueError):
                     pass
+            deadline = time.perf_counter() + 2.0  # idle workers: no need to wait for a slow exit
             for w in pool:
-                w.proc.join(timeout=10)
+                w.proc.join(timeout=max(0.0, deadline - time.perf_counter()))
                 if w.proc.is_alive():
                     w.proc.terminate()
                     w.proc.join(timeout=5)
@@ -217,13 +255,14 @@ class LocalWorkers:
         return w.index is None or w.proc.is_alive()
 
     @staticmethod
-    def _replace(driver, ctx, config, pool, w, queue) -> None:
+    def _replace(driver, new_worker, pool, w, queue) -> None:
         reason = f"worker process {w.proc.pid} {_exit_reason(w.proc)}"
         if driver.lost(w.index, reason):
             queue.appendleft(w.index)
         w.conn.close()
-        pool[pool.index(w)] = _Worker(ctx, config) if queue else w
         w.index = None
+        if queue:
+            pool[pool.index(w)] = new_worker()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,29 +314,66 @@ def connect_ray(address: str | None):
 
 
 class _RayChannel:
+    """Messages go to the driver's mailbox actor; each post answers whether to stop.
+
+    Nothing here blocks on Ray: a task blocked in ``ray.get`` lends its CPU back to the scheduler,
+    which then starts another task (and often a new worker process) beside it. Posts are
+    fire-and-forget (an actor runs one caller's calls in order); the answer of the last one is read
+    once it is there. The task returns the ref of its last post, which the driver waits for, so
+    every message is in the mailbox before the driver reads the task's result."""
+
     flush_every = 0.5
 
-    def __init__(self, queue, control):
+    def __init__(self, mailbox):
         import ray
 
-        self.ray, self.queue, self.control = ray, queue, control
-        self.last_poll, self.stop = 0.0, False
+        self.ray, self.mailbox = ray, mailbox
+        self.last = None            # ref of the last post (its value: the stop flag)
+        self.asked = None           # ref of a stop-flag poll in flight
+        self.last_poll, self.stop = time.perf_counter(), False
 
     def send(self, messages):
-        self.queue.put(messages)
+        self.last = self.mailbox.post.remote(messages)
 
-    def stop_requested(self):
-        now = time.perf_counter()
-        if not self.stop and now - self.last_poll >= 0.5:
-            self.last_poll = now
-            self.stop = bool(self.ray.get(self.control.stopped.remote()))
+    def _answered(self, ref) -> bool:
+        return ref is not None and bool(self.ray.wait([ref], timeout=0)[0])
+
+    def stop_requested(self):  # called every step: Ray is asked at most every 0.5 s
+        if self.stop or time.perf_counter() - self.last_poll < 0.5:
+            return self.stop
+        for ref in (self.last, self.asked):
+            if self._answered(ref) and self.ray.get(ref):
+                self.stop = True
+        self.asked = self.mailbox.stopped.remote()
+        self.last_poll = time.perf_counter()
         return self.stop
 
 
 _RAY_PROBLEMS: dict = {}  # per Ray worker process: the experiment's problem, built once
+_SPLIT_TENSORS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _ray_task(config: dict, spec: dict, checkpoint, data, experiment_id: str, queue, control) -> str:
+def _split_to_numpy(data):
+    """The dataset's tensors as numpy arrays: Ray stores those with one copy and reads them
+    without one (a pickled tensor costs a serialisation on each side)."""
+    import dataclasses
+
+    return dataclasses.replace(data, **{k: getattr(data, k).numpy() for k in _SPLIT_TENSORS})
+
+
+def _split_from_numpy(data):
+    import dataclasses
+
+    import torch
+
+    return dataclasses.replace(data, **{k: torch.from_numpy(getattr(data, k).copy()) for k in _SPLIT_TENSORS})
+
+
+def _ray_task(config: dict, spec: dict, checkpoint, data, experiment_id: str, mailbox) -> list:
+    """One run as a Ray task; returns ``[ref of its last post]``. ``data`` is the dataset as numpy
+    arrays, read from the object store without a copy (a top-level argument: Ray resolves it
+    before the task starts, so the task never blocks on it); the problem is built from it once per
+    worker process and experiment."""
     from workbench.runner import build_problem, resolve_device
     from workbench.training import train_run
 
@@ -305,19 +381,30 @@ def _ray_task(config: dict, spec: dict, checkpoint, data, experiment_id: str, qu
     key = (experiment_id, str(device))
     if key not in _RAY_PROBLEMS:
         _RAY_PROBLEMS.clear()
-        _RAY_PROBLEMS[key] = build_problem(config, device, data=data)
-    return train_run(_RAY_PROBLEMS[key], config, spec, _RayChannel(queue, control), checkpoint,
-                     executor="ray task")
+        _RAY_PROBLEMS[key] = build_problem(config, device, data=_split_from_numpy(data))
+    channel = _RayChannel(mailbox)
+    train_run(_RAY_PROBLEMS[key], config, spec, channel, checkpoint, executor="ray task")
+    return [channel.last]
 
 
-class _Control:
+class _Mailbox:
+    """A Ray actor between the tasks and the driver: message batches in, a stop flag out."""
+
     def __init__(self):
-        self.stop = False
+        self.batches, self.stop = [], False
 
-    def request_stop(self):
+    def post(self, messages) -> bool:
+        self.batches.append(messages)
+        return self.stop
+
+    def take(self) -> list:
+        batches, self.batches = self.batches, []
+        return batches
+
+    def request_stop(self) -> None:
         self.stop = True
 
-    def stopped(self):
+    def stopped(self) -> bool:
         return self.stop
 
 
@@ -330,30 +417,21 @@ class RayExecutor:
         self.cap = workers if isinstance(workers, int) and workers > 1 else None  # None: Ray's resources decide
 
     def run(self, driver, todo: list[int]) -> None:
-        from ray.util.queue import Empty, Queue
-
         from workbench.runner import worker_config
 
         ray = self.ray
         config = worker_config(driver.config)
         resources = {"num_cpus": 1, **driver.config["run_resources"]}
         task = ray.remote(_ray_task).options(max_retries=0, **resources)
-        control = ray.remote(_Control).options(num_cpus=0).remote()
-        queue = Queue(actor_options={"num_cpus": 0})
-        data = ray.put(driver.data())
+        mailbox = ray.remote(_Mailbox).options(num_cpus=0).remote()
+        data = ray.put(_split_to_numpy(driver.data()))
         experiment_id = str(driver.run_dir)
         waiting, pending = deque(todo), {}
         stop_sent = False
 
         def drain():
-            done = set()
-            while True:
-                try:
-                    batch = queue.get_nowait_batch(max(1, queue.qsize()))
-                except Empty:
-                    return done
-                for messages in batch:
-                    done |= set(driver.apply(messages))
+            for messages in ray.get(mailbox.take.remote()):
+                driver.apply(messages)
 
         try:
             while True:
@@ -361,21 +439,20 @@ class RayExecutor:
                 while waiting and not stopping and (self.cap is None or len(pending) < self.cap):
                     index = waiting.popleft()
                     spec, checkpoint = driver.prepare(index)
-                    ref = task.remote(config, spec, checkpoint, data, experiment_id, queue, control)
-                    pending[ref] = index
+                    pending[task.remote(config, spec, checkpoint, data, experiment_id, mailbox)] = index
                 if not pending:
                     break
                 if stopping and not stop_sent:
-                    control.request_stop.remote()
+                    ray.get(mailbox.request_stop.remote())
                     stop_sent = True
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.1)
                 drain()
                 for ref in ready:
                     index = pending.pop(ref)
                     try:
-                        ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001  the task's process or node was lost
+                        ray.get(ray.get(ref))  # the task's last post is in the mailbox: so are the others
                         drain()
+                    except Exception as exc:  # noqa: BLE001  the task's process or node was lost
                         reason = f"its Ray task was lost ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
                         if driver.lost(index, reason):
                             waiting.appendleft(index)
@@ -383,5 +460,4 @@ class RayExecutor:
             for ref in pending:
                 ray.cancel(ref, force=True)
             drain()
-            for actor in (control, queue.actor):
-                ray.kill(actor)
+            ray.kill(mailbox)
