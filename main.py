@@ -47,6 +47,15 @@ def config_path(name: str) -> Path:
     return path
 
 
+def config_names() -> list[tuple[str, object, str]]:
+    """(name, default, the comment beside it in workbench/config.py) for every config name."""
+    from workbench.config import DEFAULTS
+
+    source = (ROOT / "workbench" / "config.py").read_text(encoding="utf-8")
+    meaning = dict(re.findall(r'^\s+"(\w+)":.*?#\s*(.+)$', source, re.M))
+    return [(name, default, meaning.get(name, "")) for name, default in DEFAULTS.items()]
+
+
 def list_registered() -> str:
     from workbench.registry import ALGORITHMS, DATASETS, MODELS, load_all
 
@@ -58,6 +67,9 @@ def list_registered() -> str:
             doc = (registry[name].__doc__ or "").strip().splitlines()
             summary = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc[0]) if doc else ""
             lines.append(f"  {name:<26} {summary.replace('``', '')}")
+    lines.append("config names (name = default: meaning):")
+    for name, default, meaning in config_names():
+        lines.append(f"  {name} = {default!r}: {meaning}")
     lines.append("experiments:")
     for path in sorted((ROOT / "experiments").glob("*.py")):
         first = path.read_text(encoding="utf-8").strip().splitlines()

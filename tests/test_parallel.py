@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from workbench import record
 from workbench.registry import ConfigError
@@ -71,8 +72,15 @@ def _assert_same_numbers(got: dict, expected: dict):
         assert a["seed"] == b["seed"] and a["params"] == b["params"]
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_worker_processes_give_the_numbers_of_one_process(tiny_config, dtype):
+@pytest.mark.parametrize("dtype, method", [("float64", "fork"), ("float32", "fork"), ("float64", "spawn")])
+def test_worker_processes_give_the_numbers_of_one_process(tiny_config, dtype, method, monkeypatch):
+    """fork is what Linux uses for CPU runs with one thread each; spawn is Windows' and macOS's
+    (and Linux's with CUDA or several threads per run): both must give the same numbers."""
+    from workbench import executors
+
+    assert executors.start_method(_config(tiny_config, workers=2), torch.device("cpu")) == (
+        "fork" if sys.platform.startswith("linux") else "spawn")
+    monkeypatch.setattr(executors, "start_method", lambda config, device: method)
     one, code = _run(_config(tiny_config, dtype=dtype))
     assert code == 0
     two, code = _run(_config(tiny_config, dtype=dtype, workers=2))

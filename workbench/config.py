@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "log_every": 50,             # steps between training-loss rows (mean over the steps since the last row)
     "eval_every": None,          # steps between test evaluations (None: at each epoch end)
     "snapshot_every": 0,         # steps between algorithm snapshots (0: only at start and end)
-    "save_every": 60.0,          # seconds between history.pkl writes
+    "save_every": 60.0,          # seconds between checkpoints of a run (each writes history.pkl first)
     "checkpoint": True,          # keep resumable checkpoints (model, optimizer, RNG states) in the run folder
     "out_dir": "results",        # parent folder of the run folders
     "progress": True,            # tqdm progress bars
