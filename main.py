@@ -31,7 +31,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true", help="list algorithms, datasets, models and experiments")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the unfinished runs of a run folder")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plots at the end")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options and key=value overrides in any order
     if args.config and "=" in args.config and not args.config.endswith(".py"):
         args.overrides.insert(0, args.config)
         args.config = None
