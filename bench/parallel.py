@@ -14,6 +14,8 @@ instance with as many CPUs as workers). Wall time is measured around ``Experimen
 
     .venv/bin/python bench/parallel.py [--workers 2] [--epochs 1] [--quick] [--no-ray]
     --quick: a fifth of an epoch (max_steps=188), for a smoke test
+    --gpu-pack: instead, 8 AdamW runs (8 seeds, one epoch) on one GPU with workers = 1, 4 and 8,
+                printing the throughput in runs per minute
 """
 from __future__ import annotations
 
@@ -62,16 +64,37 @@ def same_numbers(a: dict, b: dict) -> bool:
     return True
 
 
+def gpu_pack(base: list[str]) -> int:
+    """Runs per minute with 1, 4 and 8 runs packed on one GPU (each run in its own worker)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = None
+        for workers in (1, 4, 8):
+            overrides = base + ["device=cuda", "seeds=[0,1,2,3,4,5,6,7]", f"workers={workers}",
+                                "runs=[dict(algorithm='adamw', lr=1e-3)]"]
+            t, history, _ = timed_run(overrides, tmp)
+            reference = reference or history
+            rows.append((workers, t, 60.0 * len(history["runs"]) / t, same_numbers(history, reference)))
+    print("\n8 AdamW runs (8 seeds) of the default experiment on one GPU, one worker process per run slot\n")
+    print(f"{'workers':>8} {'wall s':>8} {'runs / minute':>14} {'speed-up':>9} {'same numbers':>13}")
+    for workers, t, rate, same in rows:
+        print(f"{workers:>8} {t:>8.1f} {rate:>14.1f} {rows[0][1] / t:>9.2f} {str(same):>13}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--gpu-pack", action="store_true", help="runs per minute with 1, 4, 8 runs on one GPU")
     args = parser.parse_args(argv)
     base = [f"epochs={args.epochs}", "threads=1", "log_every=50"]
     if args.quick:
         base.append("max_steps=188")
+    if args.gpu_pack:
+        return gpu_pack(base)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         t1, h1, _ = timed_run(base, tmp)

@@ -12,7 +12,10 @@
    L = 128 fixed directions (torch sort, forward + backward), and a reference-style sliced
    implementation (a Python loop over directions with numpy argsorts, value and gradient).
 
-    .venv/bin/python bench/wasserstein.py [--quick] [--threads T]
+    .venv/bin/python bench/wasserstein.py [--quick] [--threads T] [--device cpu|cuda]
+
+With ``--device cuda`` the JKO steps (both iterations) and our sliced W2 (the torch sort path) run on
+the GPU; the exact W2 (scipy) is skipped and the reference-style sliced W2 stays on the CPU (numpy).
 """
 from __future__ import annotations
 
@@ -60,23 +63,30 @@ def reference_dense_jko(q, C, eps, prox, n_iter):
     return a * (K @ b)
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timeit(fn, repeat: int = 1) -> tuple[float, object]:
     best, out = math.inf, None
     for _ in range(repeat):
+        _sync()
         t = time.perf_counter()
         out = fn()
+        _sync()
         best = min(best, time.perf_counter() - t)
     return best, out
 
 
-def bench_jko(sizes, n_iter: int) -> None:
+def bench_jko(sizes, n_iter: int, device: torch.device = torch.device("cpu")) -> None:
     print(f"\n== one JKO step, 2-D grid, linear energy, {n_iter} Sinkhorn iterations each ==")
     print(f"{'N':>6} {'eps':>7} {'log-domain ms/it':>17} {'dense ref ms/it':>16} {'ratio log/dense':>16} "
           f"{'same p (max rel)':>17} {'dense finite':>13} {'log finite':>11}")
     g = torch.Generator().manual_seed(0)
     rows = []
     for N in sizes:
-        grid = torch.rand(N, 2, generator=g, dtype=F64)
+        grid = torch.rand(N, 2, generator=g, dtype=F64).to(device)
         q = torch.exp(-((grid - 0.5) ** 2).sum(1) / 0.05)
         q = q / q.sum()
         V = ((grid - 0.2) ** 2).sum(1)
@@ -120,7 +130,7 @@ def reference_sliced(V: np.ndarray, W: np.ndarray, theta: np.ndarray) -> tuple[f
     return total / len(theta), grad / len(theta)
 
 
-def bench_w2(sizes, exact_limit: int, n_projections: int = 128) -> None:
+def bench_w2(sizes, exact_limit: int, n_projections: int = 128, device: torch.device = torch.device("cpu")) -> None:
     print(f"\n== squared W2 between m particles in R^3: exact (assignment) vs sliced ({n_projections} directions) ==")
     print(f"{'m':>6} {'exact s':>9} {'sliced s':>10} {'exact/sliced':>13} {'sliced ref s':>13} {'ref/ours':>9} "
           f"{'exact':>10} {'sliced':>10}")
@@ -130,10 +140,11 @@ def bench_w2(sizes, exact_limit: int, n_projections: int = 128) -> None:
         V0 = W + 0.3 * torch.randn(m, 3, generator=g, dtype=F64)
         signs = torch.where(torch.rand(m, generator=g) < 0.5, -1.0, 1.0).to(F64)
         theta = random_projections(n_projections, 3, g)
+        V0d, Wd, signs_d, theta_d = (t.to(device) for t in (V0, W, signs, theta))
 
         def sliced():
-            V = V0.clone().requires_grad_(True)
-            d = sliced_wasserstein2(V, W, signs, projections=theta)
+            V = V0d.clone().requires_grad_(True)
+            d = sliced_wasserstein2(V, Wd, signs_d, projections=theta_d)
             d.backward()
             return float(d.detach())
 
@@ -144,7 +155,7 @@ def bench_w2(sizes, exact_limit: int, n_projections: int = 128) -> None:
             return float(d.detach())
 
         t_s, d_s = _timeit(sliced, repeat=3)
-        if m <= exact_limit:
+        if m <= exact_limit and device.type == "cpu":
             t_e, d_e = _timeit(exact)
             exact_txt, ratio = f"{t_e:>9.3f}", f"{t_e / t_s:>13.1f}"
         else:
@@ -160,16 +171,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (JKO and our sliced W2 on that device)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, CPU")
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, {where}")
     if args.quick:
-        bench_jko([100, 1000], n_iter=20)
-        bench_w2([100, 1000, 10000], exact_limit=1000)
+        bench_jko([100, 1000], n_iter=20, device=device)
+        bench_w2([100, 1000, 10000], exact_limit=1000, device=device)
     else:
-        bench_jko([100, 1000, 4000], n_iter=50)
-        bench_w2([100, 300, 1000, 3000, 10000], exact_limit=10000)
+        bench_jko([100, 1000, 4000], n_iter=50, device=device)
+        bench_w2([100, 300, 1000, 3000, 10000], exact_limit=10000, device=device)
 
 
 if __name__ == "__main__":

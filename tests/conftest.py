@@ -12,6 +12,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one); bench/gpu_check.sh runs them")
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     """A resolved config: 4-class Gaussian clusters, a 20-8-4 MLP, float64, no progress bars."""

@@ -36,7 +36,9 @@ from workbench.problem import DataSplit, Problem
 from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, load_all
 from workbench.training import FINAL_STATUSES, RunState, read_checkpoint, seed_everything  # noqa: F401
 
-EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress")
+# What `--resume` may change: how the runs execute, not what they compute (``device`` changes
+# the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
+EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device")
 
 
 @dataclass
@@ -274,8 +276,8 @@ class Experiment:
 
     @classmethod
     def resume(cls, run_dir: str | Path, hooks: Hooks | None = None, execution: dict | None = None) -> "Experiment":
-        """Continue a record; ``execution`` may change how it runs (``workers``, ``executor``,
-        ``ray_address``, ``run_resources``, ``progress``), never what it computes."""
+        """Continue a record; ``execution`` may change how it runs (:data:`EXECUTION_NAMES`: a
+        checkpoint written on a GPU resumes on the CPU and the reverse), never what it computes."""
         run_dir = Path(run_dir)
         history = record.load_history(run_dir)
         from workbench.config import DEFAULTS
