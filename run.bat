@@ -10,10 +10,16 @@ rem
 rem Double-clicked (no arguments) it waits for a key at the end so the window stays open (not when
 rem the variable CI is set). The exit code is main.py's.
 setlocal EnableExtensions
-cd /d "%~dp0"
-set "VENV_PY=%~dp0.venv\Scripts\python.exe"
+rem pushd (not cd /d): it also enters a network share (\\server\share), through a temporary drive.
+pushd "%~dp0" 2>nul
+if not "%ERRORLEVEL%"=="0" (
+    echo error: cannot enter the folder "%~dp0" ^(a network share that is not reachable?^).
+    endlocal & exit /b 1
+)
+set "VENV_PY=%CD%\.venv\Scripts\python.exe"
 set "PYTHONUTF8=1"
 set "PYTHONHOME="
+set "PYTHONPATH="
 set "PAUSE_AT_END=0"
 if "%~1"=="" if not defined CI set "PAUSE_AT_END=1"
 if not exist "%VENV_PY%" goto :no_venv
@@ -44,10 +50,12 @@ set "RC=%ERRORLEVEL%"
 if not "%RC%"=="0" echo.
 if not "%RC%"=="0" echo main.py exited with code %RC% ^(see the messages above^).
 if "%PAUSE_AT_END%"=="1" pause
+popd
 endlocal & exit /b %RC%
 
 :no_venv
 echo No .venv here yet: run setup.bat first (double-click it, or type setup.bat in a console).
 echo It creates .venv, installs the requirements and fetches MNIST.
 if not defined CI pause
+popd
 endlocal & exit /b 1

@@ -9,15 +9,28 @@ rem   --mnist-dir DIR   offline MNIST: a folder with the four IDX files (raw or 
 rem                     (same as: set MNIST_DIR=DIR)
 rem   cpu               CPU-only torch even with an NVIDIA GPU (same as: set TORCH_CPU=1)
 rem   --with-ray        also install Ray (requirements-ray.txt) for executor="ray" (same as: set WITH_RAY=1)
-rem   --no-pause        do not wait for a key at the end (also when the variable CI is set)
+rem   --no-pause        do not wait for a key at the end (it waits only when double-clicked, and
+rem                     never when the variable CI is set)
 rem
-rem Variables: PYTHON (interpreter that creates .venv; default: py -3, then python),
-rem TORCH_INDEX_URL (pip index for torch/torchvision, e.g. https://download.pytorch.org/whl/cu128),
-rem TORCH_CPU=1, MNIST_DIR.
+rem Variables: PYTHON (interpreter that creates .venv, a path or a command with arguments such as
+rem "py -3.12"; default: py -3, then python), TORCH_INDEX_URL (pip index for torch/torchvision,
+rem e.g. https://download.pytorch.org/whl/cu128), TORCH_CPU=1, MNIST_DIR.
+rem
+rem Every step checks its exit code for any non-zero value: a plain errorlevel test ("1 or more")
+rem would miss the negative codes of a crash (0xC0000005 = -1073741819), so %ERRORLEVEL% is compared with 0.
 setlocal EnableExtensions
-cd /d "%~dp0"
-set "ROOT=%~dp0"
-set "VENV_PY=%~dp0.venv\Scripts\python.exe"
+rem pushd (not cd /d): it also enters a network share (\\server\share), through a temporary drive.
+pushd "%~dp0" 2>nul
+if not "%ERRORLEVEL%"=="0" (
+    echo error: cannot enter the folder "%~dp0" ^(a network share that is not reachable?^).
+    echo   Copy the folder to a local disk ^(e.g. C:\gradient-workbench^) and run setup.bat there.
+    set "RC=1"
+    goto :fail_early
+)
+set "SCRIPT_NAME=%~nx0"
+set "ROOT=%CD%"
+if not "%ROOT:~-1%"=="\" set "ROOT=%ROOT%\"
+set "VENV_PY=%ROOT%.venv\Scripts\python.exe"
 set "PYTHONUTF8=1"
 set "PIP_DISABLE_PIP_VERSION_CHECK=1"
 set "PYTHONHOME="
@@ -28,6 +41,12 @@ if defined CI set "NO_PAUSE=1"
 set "MNIST_SOURCE="
 if not defined TORCH_CPU set "TORCH_CPU=0"
 if not defined WITH_RAY set "WITH_RAY=0"
+set "STEP=checking the folder"
+call :check_folder
+if not "%ERRORLEVEL%"=="0" goto :fail
+call :check_path_length
+if not "%ERRORLEVEL%"=="0" goto :fail
+call :started_from_explorer
 
 :parse_args
 if "%~1"=="" goto :args_done
@@ -62,10 +81,12 @@ if /i "%~1"=="--help" goto :usage
 if /i "%~1"=="-h" goto :usage
 echo error: unknown argument "%~1"
 echo usage: setup.bat [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
+set "STEP=reading the arguments"
 goto :fail
 
 :mnist_dir_missing
 echo error: --mnist-dir needs a folder, e.g. setup.bat --mnist-dir C:\Downloads\mnist
+set "STEP=reading the arguments"
 goto :fail
 
 :usage
@@ -75,6 +96,7 @@ echo   cpu               CPU-only torch even with an NVIDIA GPU; or set TORCH_CP
 echo   --with-ray        also install Ray for executor="ray"; or set WITH_RAY=1
 echo   --no-pause        do not wait for a key at the end
 echo Variables: PYTHON, TORCH_INDEX_URL, TORCH_CPU, MNIST_DIR, CI
+popd
 endlocal & exit /b 0
 
 :args_done
@@ -82,6 +104,7 @@ rem ---- 1. the virtual environment --------------------------------------------
 echo.
 if exist "%VENV_PY%" goto :venv_exists
 echo [1/4] Python environment: creating .venv
+set "STEP=finding Python"
 set "PY="
 if defined PYTHON goto :python_override
 call :try_python py -3
@@ -97,48 +120,55 @@ echo   The "python" that opens the Microsoft Store is only a stub: it cannot be 
 goto :fail
 
 :python_override
-call :try_python "%PYTHON:"=%"
+rem PYTHON is a path (quoted here, spaces allowed) or a command with arguments (py -3.12).
+if exist "%PYTHON:"=%" (call :try_python "%PYTHON:"=%") else (call :try_python %PYTHON%)
 if defined PY goto :python_found
 echo error: PYTHON=%PYTHON% does not run or is older than Python 3.10.
+echo   Name an interpreter (set PYTHON=C:\path\to\python.exe) or a launcher command (set PYTHON=py -3.12).
 goto :fail
 
 :python_found
 %PY% -c "import sys; print('using', sys.executable, sys.version.split()[0])"
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 %PY% -c "import venv, ensurepip" >nul 2>&1
-if errorlevel 1 goto :no_venv_module
+if not "%ERRORLEVEL%"=="0" goto :no_venv_module
+set "STEP=creating .venv (%PY% -m venv .venv)"
 %PY% -m venv .venv
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 if not exist "%VENV_PY%" goto :fail
 goto :venv_ready
 
 :no_venv_module
 echo error: %PY% cannot create virtual environments (the venv/ensurepip modules are missing).
 echo   Reinstall Python from https://www.python.org/downloads/ or set PYTHON to another interpreter.
+set "STEP=checking Python's venv module"
 goto :fail
 
 :venv_exists
 echo [1/4] Python environment: .venv exists, reusing it
 "%VENV_PY%" -c "import sys; sys.exit(sys.version_info < (3, 10))"
-if errorlevel 1 goto :venv_broken
+if not "%ERRORLEVEL%"=="0" goto :venv_broken
 goto :venv_ready
 
 :venv_broken
 echo error: .venv\Scripts\python.exe does not run or is older than 3.10 (was its Python moved or removed?).
 echo   Delete the folder .venv and run setup.bat again.
+set "STEP=checking .venv"
 goto :fail
 
 :venv_ready
 "%VENV_PY%" -m pip install --quiet --upgrade pip
-if errorlevel 1 echo warning: could not upgrade pip ^(offline?^); continuing with the current one
+if not "%ERRORLEVEL%"=="0" echo warning: could not upgrade pip ^(offline?^); continuing with the current one
 
 rem ---- 2. torch, then the requirements ---------------------------------------------------------------
 rem PyPI's Windows torch is CPU-only; CUDA builds come from download.pytorch.org. The driver decides
 rem (nvidia-smi), not nvcc: the wheels bundle the CUDA runtime. torch goes in first so that
 rem requirements.txt (torch unpinned) keeps the build chosen here.
+rem nvidia-smi is run, not looked up (where.exe may be missing): exit code 0 means a driver.
 set "HAS_GPU=0"
-where nvidia-smi >nul 2>&1
-if not errorlevel 1 set "HAS_GPU=1"
+nvidia-smi >nul 2>&1
+if "%ERRORLEVEL%"=="0" set "HAS_GPU=1"
+set "DRIVER_WARNING="
 set "TORCH_INDEX="
 set "WANT_CUDA=0"
 if defined TORCH_INDEX_URL goto :torch_index_override
@@ -161,6 +191,8 @@ set "TORCH_NOTE=CPU-only build from PyPI"
 :torch_chosen
 echo.
 echo [2/4] torch and torchvision: %TORCH_NOTE%
+if defined DRIVER_WARNING echo warning: %DRIVER_WARNING%
+set "STEP=installing torch and torchvision"
 "%VENV_PY%" -c "import sys, torch, torchvision; sys.exit(0 if torch.version.cuda else 3)" >nul 2>&1
 set "TORCH_STATE=%ERRORLEVEL%"
 if "%TORCH_STATE%"=="0" goto :torch_installed
@@ -171,7 +203,7 @@ goto :torch_install
 if not "%WANT_CUDA%"=="1" goto :torch_installed
 echo A CPU-only torch is installed but this machine has an NVIDIA GPU: replacing it with the CUDA build.
 "%VENV_PY%" -m pip uninstall -y torch torchvision
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 goto :torch_install
 
 :torch_installed
@@ -182,15 +214,16 @@ goto :requirements
 :torch_install
 if defined TORCH_INDEX goto :torch_install_index
 "%VENV_PY%" -m pip install torch torchvision
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 goto :requirements
 
 :torch_install_index
 "%VENV_PY%" -m pip install torch torchvision --index-url "%TORCH_INDEX%"
-if errorlevel 1 goto :torch_index_failed
+if not "%ERRORLEVEL%"=="0" goto :torch_index_failed
 goto :requirements
 
 :torch_index_failed
+set "RC=%ERRORLEVEL%"
 echo error: installing torch from %TORCH_INDEX% failed.
 echo   Pick the index your driver supports (cu126, cu128, cu130 ...; see https://pytorch.org/get-started/locally/):
 echo   set TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 and run setup.bat again,
@@ -200,16 +233,19 @@ goto :fail
 :requirements
 echo.
 echo [3/4] requirements.txt
+set "STEP=installing requirements.txt (pip install -r requirements.txt)"
 "%VENV_PY%" -m pip install -r requirements.txt
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 if not "%WITH_RAY%"=="1" goto :ray_done
 echo Ray (requirements-ray.txt), for executor="ray"
+set "STEP=installing Ray (pip install -r requirements-ray.txt)"
 "%VENV_PY%" -m pip install -r requirements-ray.txt
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 :ray_done
 
+set "STEP=checking that the installed packages import"
 "%VENV_PY%" -c "import numpy, scipy, matplotlib, tqdm, cvxpy, torch, torchvision; print(torch.__version__, torch.cuda.is_available())" > "%TMP_OUT%"
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 set "TORCH_VERSION="
 set "CUDA_OK="
 for /f "usebackq tokens=1,2" %%a in ("%TMP_OUT%") do (
@@ -217,40 +253,47 @@ for /f "usebackq tokens=1,2" %%a in ("%TMP_OUT%") do (
     set "CUDA_OK=%%b"
 )
 del "%TMP_OUT%" >nul 2>&1
+if not defined TORCH_VERSION goto :fail
 echo imports fine: torch %TORCH_VERSION%, CUDA available: %CUDA_OK%
 if "%HAS_GPU%"=="1" if not "%CUDA_OK%"=="True" if not "%TORCH_CPU%"=="1" call :warn_no_cuda
 
 rem ---- 3. MNIST --------------------------------------------------------------------------------------
 echo.
 echo [4/4] MNIST into data\
-if defined MNIST_SOURCE goto :mnist_source
+rem The folder travels in the environment (MNIST_DIR), not as a quoted argument: a trailing
+rem backslash ("D:\", "C:\mnist files\") would escape the closing quote for Python.
+set "STEP=putting MNIST into data\"
+if defined MNIST_SOURCE set "MNIST_DIR=%MNIST_SOURCE%"
 "%VENV_PY%" -m workbench.mnist_files --dest data
-if errorlevel 1 goto :fail
-goto :summary
-
-:mnist_source
-"%VENV_PY%" -m workbench.mnist_files --dest data --source "%MNIST_SOURCE%"
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 
 :summary
 echo.
 echo Setup finished.
 "%VENV_PY%" -c "import sys; print('  python :', sys.version.split()[0], '(' + sys.executable + ')')"
-if errorlevel 1 goto :fail
+if not "%ERRORLEVEL%"=="0" goto :fail
 echo   torch  : %TORCH_VERSION%, CUDA available: %CUDA_OK%
 echo   data   : "%ROOT%data\MNIST\raw"
 echo Next: run.bat   (tests: .venv\Scripts\python -m pytest -q)
 call :maybe_pause
+popd
 endlocal & exit /b 0
 
 rem ---- failure: one place, so every step reports and pauses the same way ----------------------------
 :fail
-set "RC=%ERRORLEVEL%"
+if not defined RC set "RC=%ERRORLEVEL%"
 if "%RC%"=="0" set "RC=1"
 del "%TMP_OUT%" >nul 2>&1
 echo.
-echo Setup FAILED (exit code %RC%). Fix the problem above and run setup.bat again; it skips what is already done.
+echo Setup FAILED at: %STEP% (exit code %RC%).
+echo Fix the problem above and run setup.bat again; it skips what is already done.
 call :maybe_pause
+popd
+endlocal & exit /b %RC%
+
+:fail_early
+echo Setup FAILED (exit code %RC%).
+if not defined CI pause
 endlocal & exit /b %RC%
 
 rem ---- subroutines ------------------------------------------------------------------------------------
@@ -260,7 +303,7 @@ rem The Microsoft Store alias "python" prints an install hint and exits 9009, so
 rem by actually running it. The command is kept as given (not resolved to a path) so that a
 rem non-ASCII user folder survives.
 %* -c "import sys; sys.exit(sys.version_info < (3, 10))" >nul 2>&1
-if errorlevel 1 goto :try_python_rejected
+if not "%ERRORLEVEL%"=="0" goto :try_python_rejected
 set PY=%*
 exit /b 0
 :try_python_rejected
@@ -268,26 +311,83 @@ echo   %*: not found, the Microsoft Store stub, or older than 3.10; skipping
 exit /b 1
 
 :cuda_tag
-rem CUDA_TAG = the newest wheel flavour the driver supports, read from nvidia-smi's "CUDA Version: X.Y".
+rem CUDA_TAG = the newest wheel flavour the driver supports, read from nvidia-smi's "CUDA Version: X.Y"
+rem line (find.exe picks it; findstr is missing or a stub on some systems). The line's "|" and other
+rem special characters stay inside for variables, where they are harmless; X and Y must be numbers.
 set "CUDA_TAG=cu128"
 set "DRIVER_CUDA=unknown"
 set "CUDA_RAW="
 set "CUDA_MAJOR="
 set "CUDA_MINOR="
-for /f "tokens=3 delims=:" %%a in ('nvidia-smi 2^>nul ^| findstr /c:"CUDA Version"') do set "CUDA_RAW=%%a"
+for /f "tokens=3 delims=:" %%a in ('nvidia-smi 2^>nul ^| find "CUDA Version"') do set "CUDA_RAW=%%a"
 if not defined CUDA_RAW exit /b 0
 for /f "tokens=1,2 delims=. " %%a in ("%CUDA_RAW%") do (
     set "CUDA_MAJOR=%%a"
     set "CUDA_MINOR=%%b"
 )
-if not defined CUDA_MINOR exit /b 0
-set /a CUDA_NUM=CUDA_MAJOR*100+CUDA_MINOR >nul 2>&1
-if errorlevel 1 exit /b 0
+call :is_number "%CUDA_MAJOR%"
+if not "%ERRORLEVEL%"=="0" exit /b 0
+call :is_number "%CUDA_MINOR%"
+if not "%ERRORLEVEL%"=="0" exit /b 0
+set /a CUDA_NUM=CUDA_MAJOR*100+CUDA_MINOR
 set "DRIVER_CUDA=%CUDA_MAJOR%.%CUDA_MINOR%"
 set "CUDA_TAG=cu126"
 if %CUDA_NUM% GEQ 1208 set "CUDA_TAG=cu128"
 if %CUDA_NUM% GEQ 1300 set "CUDA_TAG=cu130"
-if %CUDA_NUM% LSS 1206 echo warning: the NVIDIA driver supports only CUDA %DRIVER_CUDA%; current torch builds need 12.6 or newer. Update the driver, or set TORCH_INDEX_URL.
+if %CUDA_NUM% LSS 1206 set "DRIVER_WARNING=the NVIDIA driver supports only CUDA %DRIVER_CUDA%; current torch builds need 12.6 or newer. Update the driver, or set TORCH_INDEX_URL."
+exit /b 0
+
+:is_number
+rem Exit code 0 if %1 is a non-empty string of digits.
+if "%~1"=="" exit /b 1
+for /f "delims=0123456789" %%x in ("%~1") do exit /b 1
+exit /b 0
+
+:check_folder
+rem setup.bat alone (double-clicked inside a ZIP) would create .venv and download GBs before failing.
+for %%f in (requirements.txt main.py experiments\default.py workbench\runner.py) do (
+    if not exist "%ROOT%%%f" (
+        echo error: this folder is incomplete: %%f is missing next to setup.bat.
+        echo   Extract the whole folder first ^(in Explorer: right-click the ZIP, "Extract All..."^),
+        echo   then run setup.bat inside the extracted folder.
+        exit /b 1
+    )
+)
+exit /b 0
+
+:check_path_length
+rem The longest file in the Windows torch wheel is 121 characters under .venv\Lib\site-packages\, so
+rem beyond a folder of 114 characters pip fails unless Windows' long paths are enabled.
+set "PATH_LEN=0"
+set "REMAINING=%ROOT%"
+:path_length_loop
+if defined REMAINING (
+    set "REMAINING=%REMAINING:~1%"
+    set /a PATH_LEN+=1
+    goto :path_length_loop
+)
+if %PATH_LEN% LEQ 115 exit /b 0
+set "LONG_PATHS=0"
+for /f "tokens=3" %%v in ('reg query "HKLM\SYSTEM\CurrentControlSet\Control\FileSystem" /v LongPathsEnabled 2^>nul') do set "LONG_PATHS=%%v"
+if "%LONG_PATHS%"=="0x1" exit /b 0
+set "STEP=checking the folder's path length"
+echo error: this folder's path is %PATH_LEN% characters long: torch's files inside .venv would pass
+echo   Windows' 260-character limit and pip would fail. Move the folder to a shorter path
+echo   ^(e.g. C:\gw^), or enable long paths ^(PowerShell as administrator:
+echo   New-ItemProperty -Path HKLM:\SYSTEM\CurrentControlSet\Control\FileSystem -Name LongPathsEnabled -Value 1 -PropertyType DWORD -Force^)
+echo   and run setup.bat again.
+exit /b 1
+
+:started_from_explorer
+rem Double-clicked, Explorer runs cmd /c "...\setup.bat": %CMDCMDLINE% then names this file. Typed in
+rem a console, it is that console's own command line. Pause at the end only in the first case.
+set "FROM_EXPLORER=0"
+setlocal EnableDelayedExpansion
+set "CMDLINE=!CMDCMDLINE!"
+if not defined CMDLINE (endlocal & exit /b 0)
+set "WITHOUT=!CMDLINE:%SCRIPT_NAME%=!"
+if not "!WITHOUT!"=="!CMDLINE!" (endlocal & set "FROM_EXPLORER=1" & exit /b 0)
+endlocal
 exit /b 0
 
 :warn_no_cuda
@@ -301,5 +401,6 @@ exit /b 0
 
 :maybe_pause
 if "%NO_PAUSE%"=="1" exit /b 0
+if not "%FROM_EXPLORER%"=="1" exit /b 0
 pause
 exit /b 0
