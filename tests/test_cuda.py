@@ -13,7 +13,6 @@ calls: DESIGN.md allows one per metrics row (the loss ``.item()``) and per evalu
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 
 import numpy as np

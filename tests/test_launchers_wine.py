@@ -180,7 +180,7 @@ def _nvidia(box, version: str | None, fail: bool = False):
         box.standin("nvidia-smi", default=9)
     else:
         box._exe("nvidia-smi")
-        lines = ["@echo off", f'>>"%STANDIN_LOG%" echo nvidia-smi::%*', "echo +-----------------------+"]
+        lines = ["@echo off", '>>"%STANDIN_LOG%" echo nvidia-smi::%*', "echo +-----------------------+"]
         if text:
             lines.append("echo " + text.replace("|", "^|"))
         lines.append("exit /b 0")

@@ -21,7 +21,6 @@ import copy
 import shutil
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,7 +33,7 @@ from workbench import record
 from workbench.executors import InProcess, make_executor, resolved_workers, threads_per_run
 from workbench.problem import DataSplit, Problem
 from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, load_all
-from workbench.training import FINAL_STATUSES, RunState, read_checkpoint, seed_everything  # noqa: F401
+from workbench.training import FINAL_STATUSES, RunState, read_checkpoint
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
