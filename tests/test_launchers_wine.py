@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -38,9 +39,9 @@ PROJECT_FILES = ("setup.bat", "run.bat", "requirements.txt", "requirements-ray.t
 
 
 def _launcher_template() -> bytes:
-    import pip
-
-    path = Path(pip.__file__).parent / "_vendor" / "distlib" / "t64.exe"
+    # a path, not an import or a find_spec of pip: either switches setuptools' distutils shim off
+    # for this process (_distutils_hack's spec_for_pip), and inductor's C++ builds then fail
+    path = Path(sysconfig.get_paths()["purelib"]) / "pip" / "_vendor" / "distlib" / "t64.exe"
     if not path.is_file():
         pytest.skip(f"pip's script launcher {path} is missing")
     return path.read_bytes()
