@@ -279,6 +279,7 @@ class Experiment:
         checkpoint written on a GPU resumes on the CPU and the reverse), never what it computes."""
         run_dir = Path(run_dir)
         history = record.load_history(run_dir)
+        record.remove_stale_temporaries(run_dir)
         from workbench.config import DEFAULTS
 
         config = {**copy.deepcopy(DEFAULTS), **history["config"], **(execution or {})}
@@ -357,14 +358,27 @@ class Experiment:
                 if self._bars is not None:
                     self._bars.progress(index, message[2])
             elif kind == "checkpoint":
-                self.save()  # the rows first: a checkpoint is never ahead of the history on disk
-                if message[2] is not None:
-                    self.checkpoint_dir.mkdir(exist_ok=True)
-                    record.atomic_write_bytes(self._checkpoint_path(index), message[2])
+                self._checkpoint(index, message[2])
             elif kind == "done":
                 self._finish(index, message[2], message[3])
                 done.append(index)
         return done
+
+    def _checkpoint(self, index: int, data: bytes | None) -> None:
+        """The history first, then the checkpoint: a checkpoint is never ahead of the rows on
+        disk. If the history cannot be written (a full disk), the checkpoint is not written either
+        and the run goes on; the next save tries again (the rows stay in memory)."""
+        target = self.run_dir / record.HISTORY
+        try:
+            self.save()
+            if data is not None:
+                target = self._checkpoint_path(index)
+                self.checkpoint_dir.mkdir(exist_ok=True)
+                record.atomic_write_bytes(target, data)
+        except OSError as exc:
+            tqdm.write(f"warning: could not write {target} ({exc}); training goes on and the next save tries "
+                       "again (what is on disk still agrees: no checkpoint is ahead of the history)",
+                       file=sys.stderr)
 
     def lost(self, index: int, reason: str) -> bool:
         """A run's worker died. The first time it trains again from its last checkpoint (True);
