@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from multiprocessing.connection import wait
@@ -159,15 +160,13 @@ def _exit_reason(proc) -> str:
     if code < 0:
         try:
             return f"was killed by signal {signal.Signals(-code).name} (exit code {code})"
-        except ValueError:
-            return f"exited with code {code}"
+        except ValueError:  # not a signal number this platform knows
+            pass
     return f"exited with code {code}"
 
 
 def start_method(config: dict, device) -> str:
     """"fork" where it is safe and fast (module docstring), else "spawn"."""
-    import sys
-
     import torch
 
     forkable = (sys.platform.startswith("linux") and device.type == "cpu"

@@ -174,7 +174,6 @@ def default_label(algorithm: str, given: dict) -> str:
     return f"{algorithm} {shown}".strip()
 
 
-
 def _new_run_record(spec: dict) -> dict:
     return {
         "label": spec["label"], "algorithm": spec["algorithm"], "params": record.to_plain(spec["params"]),

@@ -70,7 +70,6 @@ class RunState:
     elapsed: float = 0.0            # training seconds before the current session
     loss_sum: float = 0.0           # training loss accumulated since the last row
     loss_count: int = 0
-    status: str = "running"
     started: float = field(default_factory=time.perf_counter)
 
     @property
