@@ -275,7 +275,7 @@ def test_kill_mid_run_leaves_a_readable_history_and_resume_continues(tmp_path):
     resumed.config["max_time"] = None
     assert resumed.run() == 130
     steps = record.load_history(run_dir)["runs"][0]["metrics"]["step"]
-    assert steps == sorted(steps) and len(set(steps)) == len(steps), "rows after the checkpoint are redone, not duplicated"
+    assert np.all(np.diff(steps) > 0), "rows after the checkpoint are redone, not duplicated"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

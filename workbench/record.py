@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import math
 import os
 import pickle
 import platform
@@ -22,8 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.registry import ConfigError
+
 HISTORY = "history.pkl"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: metric columns are float64 arrays (1: lists of floats)
 _RUN_DIR = re.compile(r"^\d{8}-\d{6}(-\d+)?_")
 
 
@@ -88,18 +89,35 @@ def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
     return removed
 
 
+class CorruptRecord(ConfigError):
+    """A history.pkl (or a file given as one) that cannot be read; the message names it."""
+
+
 def save_history(run_dir: Path, history: dict) -> None:
+    """One whole, atomic write (the experiment driver appends instead: :mod:`workbench.history_file`)."""
     atomic_write_bytes(Path(run_dir) / HISTORY, pickle.dumps(history, protocol=4))
 
 
 def load_history(run_dir: str | Path) -> dict:
+    """The record of a run folder (or a history.pkl path), metric columns as float64 arrays
+    (records of version 1 stored lists). Raises FileNotFoundError or :class:`CorruptRecord`."""
     path = Path(run_dir)
     if path.is_dir():
         path = path / HISTORY
     if not path.is_file():
         raise FileNotFoundError(f"no {HISTORY} in {path.parent}: is it a run folder of results/?")
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            history = pickle.load(f)
+    except Exception as exc:  # noqa: BLE001  a truncated or foreign file can raise almost anything
+        raise CorruptRecord(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}): it is empty, truncated or not a "
+            f"{HISTORY} written by main.py. Give another run folder, or rerun the experiment") from None
+    if not (isinstance(history, dict) and isinstance(history.get("runs"), list)):
+        raise CorruptRecord(f"{path} is a pickle but not a run record (no 'runs' list); give a run folder of results/")
+    for run in history["runs"]:
+        run["metrics"] = {k: np.asarray(v, dtype=np.float64) for k, v in (run.get("metrics") or {}).items()}
+    return history
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -163,26 +181,65 @@ def to_plain(value: Any) -> Any:
 
 
 class MetricTable:
-    """Columns of equal length: every row has every key, NaN where a metric was not measured."""
+    """Equal-length float64 columns, NaN where a row did not measure a key (8 B per value).
 
-    def __init__(self, columns: dict[str, list] | None = None):
-        self.columns: dict[str, list[float]] = columns if columns is not None else {}
+    Rows go into preallocated NaN-filled buffers that grow by half when full. ``low_water`` is
+    the shortest the table has been since :meth:`mark_saved`: rows below it are unchanged since
+    the last save (what :class:`workbench.history_file.HistoryFile` appends after)."""
+
+    def __init__(self, columns: dict | None = None):
+        columns = columns or {}
+        self._n = len(next(iter(columns.values()))) if columns else 0
+        self._capacity = max(self._n, 1024)
+        self._buffers: dict[str, np.ndarray] = {}
+        for key, values in columns.items():
+            self._buffer(key)[: self._n] = np.asarray(values, dtype=np.float64)
+        self.low_water = self._n
 
     def __len__(self) -> int:
-        return len(next(iter(self.columns.values()))) if self.columns else 0
+        return self._n
+
+    def keys(self):
+        return self._buffers.keys()
+
+    def column(self, key: str) -> np.ndarray:
+        """A read-only view of the column's ``len(self)`` values."""
+        view = self._buffers[key][: self._n]
+        view.flags.writeable = False
+        return view
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {key: self.column(key) for key in self._buffers}
+
+    def _buffer(self, key: str) -> np.ndarray:
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = np.full(self._capacity, np.nan)
+        return buffer
 
     def add_row(self, row: dict[str, float]) -> None:
-        n = len(self)
-        for key in row:
-            if key not in self.columns:
-                self.columns[key] = [math.nan] * n
-        for key, column in self.columns.items():
-            column.append(float(row.get(key, math.nan)))
-
-    def update_last(self, row: dict[str, float]) -> None:
-        """Merge ``row`` into the last row (an evaluation at the step that was just logged)."""
-        n = len(self)
+        if self._n == self._capacity:
+            self._capacity += self._capacity // 2
+            for key, old in self._buffers.items():
+                self._buffers[key] = np.full(self._capacity, np.nan)
+                self._buffers[key][: self._n] = old[: self._n]
+        n = self._n
         for key, value in row.items():
-            if key not in self.columns:
-                self.columns[key] = [math.nan] * n
-            self.columns[key][-1] = float(value)
+            self._buffer(key)[n] = value
+        self._n = n + 1
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` rows."""
+        if n < self._n:
+            for buffer in self._buffers.values():
+                buffer[n: self._n] = np.nan
+            self._n = n
+            self.low_water = min(self.low_water, n)
+
+    def clear(self) -> None:
+        """No rows and no columns."""
+        self.truncate(0)
+        self._buffers = {}
+
+    def mark_saved(self) -> None:
+        self.low_water = self._n

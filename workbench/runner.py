@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from workbench import record
 from workbench.executors import InProcess, make_executor, resolved_workers, threads_per_run
+from workbench.history_file import HistoryFile
 from workbench.problem import DataSplit, Problem
 from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, load_all
 from workbench.training import FINAL_STATUSES, RunState, read_checkpoint
@@ -244,6 +245,8 @@ class Experiment:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.restarts: dict[int, int] = {}
         self._bars: _Bars | None = None
+        self.tables = [record.MetricTable(run["metrics"]) for run in history["runs"]]
+        self.history_file = HistoryFile(self.run_dir / record.HISTORY)
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -267,9 +270,9 @@ class Experiment:
             "created": record.now_iso(), "finished": None,
             "environment": environment, "runs": [],
         }
-        record.save_history(run_dir, history)
         experiment = cls(config, run_dir, history, hooks, executor=executor)
         experiment._problem, experiment._data = problem, data
+        experiment.save()
         return experiment
 
     @classmethod
@@ -313,21 +316,21 @@ class Experiment:
         runs = self.history["runs"]
         if index == len(runs):
             runs.append(_new_run_record(spec))
-        run = runs[index]
+            self.tables.append(record.MetricTable())
+        run, table = runs[index], self.tables[index]
         run["status"], run["error"] = "running", None
         path = self._checkpoint_path(index)
         if not (path.is_file() and run["metrics"]):
             return spec, None
         data = path.read_bytes()
         ckpt = read_checkpoint(data)
-        table = record.MetricTable(run["metrics"])
         n_snaps = len(run["snapshots"].get("step", []))
         if ckpt["rows"] > len(table) or ckpt["snapshots"] > n_snaps:
             tqdm.write(f"{spec['label']} seed={spec['seed']}: its checkpoint (step {ckpt['step']}) is ahead of "
                        f"the rows on disk; training it again from the start", file=sys.stderr)
             return spec, None
-        for column in run["metrics"].values():
-            del column[ckpt["rows"]:]
+        table.truncate(ckpt["rows"])
+        run["metrics"] = table.columns()
         for column in run["snapshots"].values():
             del column[ckpt["snapshots"]:]
         return spec, data
@@ -344,12 +347,14 @@ class Experiment:
                 if self._bars is not None:
                     self._bars.start(index)
             elif kind == "reset":
+                self.tables[index].clear()
                 run["metrics"], run["snapshots"], run["info"] = {}, {}, message[2]
             elif kind == "rows":
-                table = record.MetricTable(run["metrics"])
+                table = self.tables[index]
                 for row in message[2]:
                     table.add_row(row)
                     self._driver_hooks(index, row)
+                run["metrics"] = table.columns()
             elif kind == "snapshot":
                 for key, value in message[2].items():
                     run["snapshots"].setdefault(key, []).append(value)
@@ -429,7 +434,8 @@ class Experiment:
         return 0 if all(s == "finished" for s in statuses) else 1
 
     def save(self) -> None:
-        record.save_history(self.run_dir, self.history)
+        """Write history.pkl: what changed since the last save is appended (:mod:`workbench.history_file`)."""
+        self.history_file.save(self.history, self.tables)
 
     def _done(self, index: int) -> bool:
         runs = self.history["runs"]
