@@ -29,6 +29,7 @@ def _assert_equal(loaded: dict, history: dict, tables: list[record.MetricTable])
             column = got["metrics"][key]
             assert isinstance(column, np.ndarray) and column.dtype == np.float64
             assert np.array_equal(column, table.column(key), equal_nan=True), key
+            assert column.size == len(table)
         assert set(got["snapshots"]) == set(run["snapshots"])
         for key, values in run["snapshots"].items():
             assert len(got["snapshots"][key]) == len(values)
@@ -160,7 +161,7 @@ def test_rewrites_keep_the_file_small_and_the_chunks_few(tmp_path):
         table.add_row({"step": save})
         writer.save(history, [table])
         kinds.append(writer.last_save)
-        assert len(writer._chunks[(0, "step")]) <= HistoryFile.MAX_CHUNKS
+        assert table.n_chunks() <= HistoryFile.MAX_CHUNKS + 1
     assert 3 <= kinds.count("rewrite") <= 2000 // HistoryFile.MAX_CHUNKS + 1
     live = len(pickle.dumps(_plain_load(writer.path)))
     assert writer.path.stat().st_size < 2 * live + HistoryFile.MIN_REWRITE_BYTES + 64 * 1024
@@ -173,13 +174,16 @@ def test_metric_table_grows_pads_and_truncates():
     assert len(table) == 3000 and np.array_equal(table.column("step"), np.arange(3000))
     acc = table.column("test_acc")
     assert np.array_equal(acc[::7], np.arange(0, 3000, 7) / 2) and np.isnan(acc[1::7]).all()
-    table.mark_saved()
     table.truncate(10)
     table.add_row({"step": 99})
     assert np.array_equal(table.column("step"), [*range(10), 99]) and np.isnan(table.column("test_acc")[-1])
-    assert table.low_water == 10
+    assert table.last("step") == 99 and len(table) == 11
+    table.seal()
+    table.add_row({"new": 1.0})
+    assert np.isnan(table.column("new")[:-1]).all() and table.column("new")[-1] == 1.0
+    assert all(len(table.chunks(k)) == table.n_chunks() for k in table.keys())
     with pytest.raises(ValueError):
-        table.column("step")[0] = 1.0  # views of the record are read-only
+        table.chunks("step")[0][0] = 1.0  # written chunks never change
 
 
 def test_version_1_records_load_with_array_columns(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import copy
 import runpy
+import traceback
 import types
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "name": "experiment",        # run folder suffix; defaults to the config file's stem
     "dataset": "mnist",          # a registered dataset (python main.py --list)
     "dataset_args": {},          # keyword arguments of the dataset (n, d, seed, ... for generators)
-    "data_dir": "data",          # where fetched datasets live (relative to the repository root)
+    "data_dir": "data",          # where fetched datasets live (a relative path is relative to the app folder)
     "subset": None,              # use only the first N training examples
     "model": "mlp",              # a registered model
     "model_args": {},            # keyword arguments of the model (hidden=[256], activation="relu", ...)
@@ -41,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "snapshot_every": 0,         # steps between algorithm snapshots (0: only at start and end)
     "save_every": 60.0,          # seconds between checkpoints of a run (each writes history.pkl first)
     "checkpoint": True,          # keep resumable checkpoints (model, optimizer, RNG states) in the run folder
-    "out_dir": "results",        # parent folder of the run folders
+    "out_dir": "results",        # parent folder of the run folders (relative to the app folder)
     "progress": True,            # tqdm progress bars
     "workers": 1,                # runs training at the same time: 1 (in this process), N, or "auto"
     "executor": "local",         # local (worker processes on this machine) | ray (one Ray task per run)
@@ -53,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
 _TYPES = {"workers": (int, str), "ray_address": (str,)}
 
 DTYPES = ("float32", "float64")
+APP_FOLDER = Path(__file__).resolve().parent.parent
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -69,8 +71,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         config["name"] = path.stem
         try:
             namespace = runpy.run_path(str(path), run_name="__config__")
-        except Exception as exc:
-            raise ConfigError(f"config file {path} failed to run: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001  any error of the user's file
+            raise ConfigError(f"config file {path} failed to run: {_where_in(path, exc)}{type(exc).__name__}: "
+                              f"{exc}; fix that line (a config is plain Python assignments)") from None
         for key, value in namespace.items():
             if key.startswith("_") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
                 continue
@@ -110,6 +113,10 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"snapshot_every must be >= 0, got {config['snapshot_every']!r}")
     if not config["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in config["seeds"]):
         raise ConfigError(f"seeds must be a non-empty list of integers, got {config['seeds']!r}")
+    repeated = sorted({s for s in config["seeds"] if config["seeds"].count(s) > 1})
+    if repeated:
+        raise ConfigError(f"seeds {config['seeds']!r} repeat {repeated}: a repeated seed trains the same run twice "
+                          f"and makes the spread over seeds look smaller; give distinct seeds")
     if config["epochs"] is None and config["max_steps"] is None and config["max_time"] is None:
         raise ConfigError("nothing would stop the runs: set epochs, max_steps or max_time")
     if not config["runs"]:
@@ -139,11 +146,37 @@ def validate_execution(config: dict[str, Any]) -> None:
 
 
 def _check_name(key: str, where) -> None:
-    if key not in DEFAULTS:
+    if key in DEFAULTS:
+        return
+    hint = closest_hint(key, DEFAULTS)
+    if key in _algorithm_parameters():
         raise ConfigError(
-            f"unknown config name {key!r} in {where}.{closest_hint(key, DEFAULTS)} "
-            f"Known names: {', '.join(DEFAULTS)}"
-        )
+            f"{key!r} (in {where}) is a parameter of an algorithm, and algorithm parameters live inside `runs`, "
+            f"one dict per run: in the config file runs=[dict(algorithm=\"sgd\", {key}=...)], on the command "
+            f"line 'runs=[{{\"algorithm\": \"sgd\", \"{key}\": ...}}]'")
+    raise ConfigError(f"unknown config name {key!r} in {where}.{hint} Known names: {', '.join(DEFAULTS)}")
+
+
+def _algorithm_parameters() -> set[str]:
+    from workbench.registry import ALGORITHMS, load_all
+
+    load_all()
+    return {name for cls in ALGORITHMS.values() for name in getattr(cls, "defaults", {})}
+
+
+def _where_in(path: Path, exc: BaseException) -> str:
+    """'line N: ' of the config file where ``exc`` was raised (or its syntax error lies)."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"line {exc.lineno}: "
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+    return f"line {frames[-1].lineno} ({frames[-1].line}): " if frames else ""
+
+
+def app_path(path: str | Path) -> Path:
+    """A config path (``data_dir``, ``out_dir``): relative ones are relative to the app folder,
+    not to the working directory."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else APP_FOLDER / path
 
 
 def coerce(key: str, value: Any, source: str) -> Any:
@@ -155,7 +188,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
             raise ConfigError(f"{key} cannot be None (in {source})")
         return None
     if key == "seeds" and isinstance(value, int) and not isinstance(value, bool):
-        return [value]
+        raise ConfigError(f"seeds must be a list of seeds (in {source}), got the number {value}: "
+                          f"seeds=[{value}] runs seed {value}, seeds=list(range({value})) runs {value} seeds")
     if key in ("runs",) and isinstance(value, dict):
         return [value]
     if key in _TYPES:

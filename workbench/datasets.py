@@ -25,6 +25,9 @@ def _image_dataset(name: str, data_dir: Path, subset: int | None, flatten: bool 
         x_train, y_train, x_test, y_test = mnist_files.load(Path(data_dir), name)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
+    except (ValueError, OSError) as exc:  # a truncated or corrupt IDX file: the message names it
+        raise ConfigError(f"{name} in {data_dir}: {exc}. Delete the damaged file and run setup again "
+                          f"(or python -m workbench.mnist_files) to fetch a fresh copy") from None
     if subset is not None:
         x_train, y_train = x_train[:subset], y_train[:subset]
     mean, std = NORMALISATION[name]

@@ -83,20 +83,18 @@ class HistoryFile:
         """Forget what is on disk: the next save rewrites the file."""
         self._pickler: _MemoPickler | None = None
         self._sink = BytesIO()
-        self._chunks: dict[tuple[int, str], list[np.ndarray]] = {}
-        self._saved_rows: dict[int, int] = {}
         self._end = 0                 # bytes of the file that are ours
         self._rewritten_size = 0
         self.last_save = "none"       # "rewrite" or "append": what the last save did
 
-    # -- saving -----------------------------------------------------------------------------
     def save(self, history: dict, tables: list[MetricTable]) -> None:
-        """Write ``history`` with ``tables[i]`` as run ``i``'s metrics (marks the tables saved).
-
-        Raises OSError if the disk refuses; the file then still holds the previous save."""
+        """Write ``history`` with ``tables[i]`` as run ``i``'s metrics (``run["metrics"]`` is not
+        read). Raises OSError if the disk refuses; the file then still holds the previous save."""
+        for table in tables:
+            table.seal()
         appended = self._end - self._rewritten_size
         rewrite = (self._pickler is None or appended > max(self._rewritten_size, self.MIN_REWRITE_BYTES)
-                   or any(len(c) >= self.MAX_CHUNKS for c in self._chunks.values()))
+                   or any(t.n_chunks() > self.MAX_CHUNKS for t in tables))
         try:
             if rewrite:
                 self._rewrite(history, tables)
@@ -105,11 +103,11 @@ class HistoryFile:
         except BaseException:
             self._start_over()
             raise
-        for table in tables:
-            table.mark_saved()
 
     def _rewrite(self, history: dict, tables: list[MetricTable]) -> None:
         self._start_over()
+        for table in tables:
+            table.consolidate()
         self._pickler = _MemoPickler(self._sink)
         data = self._dump(history, tables)
         atomic_write_bytes(self.path, data)
@@ -139,39 +137,21 @@ class HistoryFile:
         os.fsync(f.fileno())
 
     def _dump(self, history: dict, tables: list[MetricTable]) -> bytes:
-        """The next frame group: the history with columns over (old and new) chunks."""
-        runs = []
-        keep: set[int] = set()
-        for index, (run, table) in enumerate(zip(history["runs"], tables, strict=True)):
-            metrics = {key: self._column(index, key, table) for key in table.keys()}
-            for key in [k for k in self._chunks if k[0] == index and k[1] not in metrics]:
-                del self._chunks[key]
-            self._saved_rows[index] = len(table)
+        """The next frame group: the history, its columns over the tables' chunks (those written
+        before are memo references)."""
+        runs, keep = [], set()
+        for run, table in zip(history["runs"], tables, strict=True):
+            metrics = {}
+            for key in table.keys():
+                chunks = table.chunks(key)
+                keep.update(id(c) for c in chunks)
+                metrics[key] = (chunks[0] if len(chunks) == 1 else _Concat(list(chunks))) if chunks else np.zeros(0)
             for column in run.get("snapshots", {}).values():
                 keep.update(id(v) for v in column)
             runs.append({**run, "metrics": metrics})
-        for chunks in self._chunks.values():
-            keep.update(id(c) for c in chunks)
-        self._sink.seek(0)
-        self._sink.truncate()
         self._pickler.dump({**history, "runs": runs})
         self._pickler.keep_only(keep)
-        return self._sink.getvalue()
-
-    def _column(self, index: int, key: str, table: MetricTable):
-        """The column's chunks, cut back to what did not change and extended by a new chunk."""
-        chunks = self._chunks.setdefault((index, key), [])
-        valid = min(self._saved_rows.get(index, 0), table.low_water)
-        values = table.column(key)
-        kept, covered = [], 0
-        for chunk in chunks:
-            if covered + chunk.size > valid:
-                break
-            kept.append(chunk)
-            covered += chunk.size
-        if covered < values.size:
-            kept.append(values[covered:].copy())
-        chunks[:] = kept
-        if not kept:
-            return np.zeros(0)
-        return kept[0] if len(kept) == 1 else _Concat(list(kept))
+        data = self._sink.getvalue()
+        self._sink.seek(0)
+        self._sink.truncate()
+        return data

@@ -18,6 +18,7 @@ Budget stops (``epochs``, ``max_steps``, ``max_time``, ``target``) end a run as 
 from __future__ import annotations
 
 import copy
+import inspect
 import shutil
 import signal
 import sys
@@ -33,7 +34,8 @@ from workbench import record
 from workbench.executors import InProcess, make_executor, resolved_workers, threads_per_run
 from workbench.history_file import HistoryFile
 from workbench.problem import DataSplit, Problem
-from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, load_all
+from workbench.config import app_path
+from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, closest_hint, load_all
 from workbench.training import FINAL_STATUSES, RunState, read_checkpoint
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
@@ -91,16 +93,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_data(config: dict) -> DataSplit:
-    """The config's dataset on the CPU, ``subset`` applied (loaded once per experiment)."""
+def load_data(config: dict, quiet: bool = False) -> DataSplit:
+    """The config's dataset on the CPU, ``subset`` applied (loaded once per experiment); a
+    ``subset`` larger than the training set is reported (``quiet``: not)."""
     load_all()
     dataset_fn = DATASETS[config["dataset"]]
     try:
-        data = dataset_fn(Path(config["data_dir"]), config["subset"], **config["dataset_args"])
+        data = dataset_fn(app_path(config["data_dir"]), config["subset"], **config["dataset_args"])
     except TypeError as exc:
         raise ConfigError(f"dataset {config['dataset']!r}: {exc} (check dataset_args)") from exc
-    if config["subset"] is not None:
-        data.x_train, data.y_train = data.x_train[: config["subset"]], data.y_train[: config["subset"]]
+    subset = config["subset"]
+    if subset is not None:
+        if subset > len(data.x_train) and not quiet:
+            print(f"warning: subset={subset} but {config['dataset']!r} has {len(data.x_train)} training examples: "
+                  f"all {len(data.x_train)} are used", file=sys.stderr)
+        data.x_train, data.y_train = data.x_train[:subset], data.y_train[:subset]
     return data
 
 
@@ -125,11 +132,23 @@ def build_problem(config: dict, device: torch.device | None = None, data: DataSp
         try:
             model = model_fn(data.input_shape, data.n_outputs, **config["model_args"])
         except TypeError as exc:
-            raise ConfigError(f"model {config['model']!r}: {exc} (check model_args)") from exc
+            raise ConfigError(_model_args_message(config, model_fn, exc)) from None
+        except ValueError as exc:
+            raise ConfigError(f"model {config['model']!r}: {exc} (check model_args)") from None
         return model.to(device=device, dtype=dtype)
 
     batch_size = config["batch_size"]
     return Problem(data=data, build_model=build_model, device=device, dtype=dtype, batch_size=batch_size)
+
+
+def _model_args_message(config: dict, model_fn, exc: TypeError) -> str:
+    """The bad ``model_args`` key with the closest valid one, or the TypeError itself."""
+    valid = [p for p in inspect.signature(model_fn).parameters if p not in ("input_shape", "n_outputs")]
+    unknown = [k for k in config["model_args"] if k not in valid]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(model_fn).parameters.values()):
+        return (f"model {config['model']!r} has no argument {unknown[0]!r} in model_args."
+                f"{closest_hint(unknown[0], valid)} Its arguments: {', '.join(valid)}")
+    return f"model {config['model']!r}: {exc} (check model_args)"
 
 
 def worker_config(config: dict) -> dict:
@@ -228,7 +247,10 @@ class _Bars:
 
 
 class Experiment:
-    """The driver: the plan, the record on disk and the executor that trains the runs."""
+    """The driver: the plan, the record on disk and the executor that trains the runs.
+
+    While runs train, their rows live in ``tables`` (one :class:`record.MetricTable` per run);
+    ``history["runs"][i]["metrics"]`` is brought up to date when :meth:`run` returns."""
 
     def __init__(self, config: dict, run_dir: Path, history: dict, hooks: Hooks | None = None,
                  executor=None):
@@ -330,7 +352,6 @@ class Experiment:
                        f"the rows on disk; training it again from the start", file=sys.stderr)
             return spec, None
         table.truncate(ckpt["rows"])
-        run["metrics"] = table.columns()
         for column in run["snapshots"].values():
             del column[ckpt["snapshots"]:]
         return spec, data
@@ -354,7 +375,6 @@ class Experiment:
                 for row in message[2]:
                     table.add_row(row)
                     self._driver_hooks(index, row)
-                run["metrics"] = table.columns()
             elif kind == "snapshot":
                 for key, value in message[2].items():
                     run["snapshots"].setdefault(key, []).append(value)
@@ -389,7 +409,7 @@ class Experiment:
         the second time it is recorded as failed, with how to resume it (False)."""
         spec, run = self.plan[index], self.history["runs"][index]
         self.restarts[index] = self.restarts.get(index, 0) + 1
-        step = run["metrics"].get("step", [0])[-1] if run["metrics"] else 0
+        step = self.tables[index].last("step", 0)
         where = self._checkpoint_path(index)
         resume_from = f"its last checkpoint ({where.name})" if where.is_file() else "the start (no checkpoint yet)"
         if self.restarts[index] == 1 and not self.stop_requested():
@@ -428,6 +448,8 @@ class Experiment:
         if not self.interrupt.requested:
             self.history["finished"] = record.now_iso()
         self.save()
+        for run, table in zip(self.history["runs"], self.tables):
+            run["metrics"] = table.columns()
         if self.interrupt.requested:
             return 130
         statuses = [r["status"] for r in self.history["runs"]]
