@@ -14,11 +14,13 @@ config, 130 when interrupted (Ctrl-C; resume with --resume).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+DEBUG_VARIABLE = "WORKBENCH_DEBUG"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -31,6 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true", help="list algorithms, datasets, models and experiments")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the unfinished runs of a run folder")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plots at the end")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (also with the environment variable {DEBUG_VARIABLE}=1)")
     args = parser.parse_intermixed_args(argv)  # options and key=value overrides in any order
     if args.config and "=" in args.config and not args.config.endswith(".py"):
         args.overrides.insert(0, args.config)
@@ -97,16 +101,35 @@ def execution_overrides(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors end with a message on stderr and exit code 2 (130 for Ctrl-C before training),
+    with the traceback only under --debug or WORKBENCH_DEBUG=1."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted before training started; nothing was trained", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  no traceback for users unless asked
+        if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}\n(python main.py ... --debug, or {DEBUG_VARIABLE}=1, shows "
+              "the traceback)", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     from workbench.config import load_config
     from workbench.registry import ConfigError
-    from workbench.runner import Experiment
+    from workbench.runner import Experiment, NothingToResume
 
     if args.list:
         print(list_registered())
         return 0
     try:
         if args.resume:
+            if Path(args.resume).suffix == ".py":
+                raise ConfigError(f"--resume takes a run folder (results/<YYYYmmdd-HHMMSS>_<name>), not the config file "
+                                  f"{args.resume}; to start that config: python main.py {args.resume}")
             experiment = Experiment.resume(args.resume, execution=execution_overrides(args))
         else:
             if not args.config:
@@ -114,10 +137,13 @@ def main(argv: list[str] | None = None) -> int:
             path = config_path(args.config)
             config = load_config(path, args.overrides)
             experiment = Experiment.create(config, config_path=path)
+    except NothingToResume as exc:
+        print(exc)
+        return 0
     except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"run folder: {experiment.run_dir}")
+    print(f"run folder: {experiment.run_dir.resolve()}")
     try:
         code = experiment.run()
     except ConfigError as exc:  # e.g. a dataset that is not on disk: the record stays readable

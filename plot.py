@@ -4,16 +4,19 @@
     python plot.py RUN_DIR [RUN_DIR..]  one or several run folders, overlaid (plots go to the first)
     python plot.py --show               also open the figures in a window
     python plot.py --animate            also write animations (shallow ReLU and JKO runs)
+    python plot.py A B --pool           pool the seeds of equal labels of A and B (default: apart)
 
 Writes PNG files into the run folder and prints the summary table.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+DEBUG_VARIABLE = "WORKBENCH_DEBUG"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,25 +25,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(ROOT / "results"), help="where to look for the latest run")
     parser.add_argument("--show", action="store_true", help="open the figures in a window")
     parser.add_argument("--animate", action="store_true", help="write animations (GIF, or MP4 with ffmpeg)")
+    parser.add_argument("--pool", action="store_true",
+                        help="with several run folders: pool the seeds of equal labels into one band")
+    parser.add_argument("--debug", action="store_true", help=f"show the traceback of an error ({DEBUG_VARIABLE}=1 too)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return plot(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  no traceback for users unless asked
+        if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}\n(--debug, or {DEBUG_VARIABLE}=1, shows the traceback)",
+              file=sys.stderr)
+        return 2
 
+
+def latest_readable(results: str) -> Path:
+    """The latest run folder; if its history is unreadable, an error that names the previous
+    readable one."""
+    from workbench import record
+
+    candidates = record.run_dirs(results)
+    latest = record.latest_run_dir(results)
+    try:
+        record.load_history(latest)
+        return latest
+    except record.CorruptRecord as exc:
+        for older in reversed(candidates[:-1]):
+            try:
+                record.load_history(older)
+            except record.CorruptRecord:
+                continue
+            raise record.CorruptRecord(f"the latest run is unreadable: {exc}\nThe previous readable run is {older}: "
+                                       f"python plot.py {older}") from None
+        raise
+
+
+def plot(args: argparse.Namespace) -> int:
     from workbench import record
     from workbench.plots import load_runs, plot_record
+    from workbench.registry import ConfigError
     from workbench.summary import summary_table
 
     try:
-        run_dirs = [Path(d) for d in args.run_dirs] or [record.latest_run_dir(args.results)]
-        _, runs = load_runs(run_dirs)
-    except FileNotFoundError as exc:
+        run_dirs = [Path(d) for d in args.run_dirs] or [latest_readable(args.results)]
+        _, runs = load_runs(run_dirs, args.pool)
+    except (FileNotFoundError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.show:
         import matplotlib
 
         window_backend = matplotlib.get_backend()  # resolved before plot_record switches to Agg
-    print(f"run folder: {run_dirs[0]}")
+    print(f"run folder: {run_dirs[0].resolve()}")
     print(summary_table(runs))
-    paths = plot_record(run_dirs, animate=args.animate)
+    paths = plot_record(run_dirs, animate=args.animate, pool=args.pool)
     for path in paths:
         print(f"plot: {path}")
     if args.show:

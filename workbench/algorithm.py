@@ -65,6 +65,8 @@ class Algorithm:
                 f"algorithm {name!r} has no parameter {key!r}.{closest_hint(key, cls.defaults)} "
                 f"Its parameters: {', '.join(sorted(cls.defaults)) or '(none)'}"
             )
+        for key, value in params.items():
+            _check_number(key, cls.defaults[key], value)
         return {**cls.defaults, **params}
 
     @classmethod
@@ -108,6 +110,22 @@ class Algorithm:
         self.model.load_state_dict(state["model"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(key: str, default, value) -> None:
+    """A parameter whose default is a number takes a number (or None), not a string or a flag."""
+    if _is_number(default) and value is not None and not _is_number(value):
+        hint = ""
+        if isinstance(value, str):
+            try:
+                hint = f"; write {key}={float(value)!r} without quotes"
+            except ValueError:
+                pass
+        raise ConfigError(f"parameter {key} must be a number, got {type(value).__name__} {value!r}{hint}")
 
 
 def register_algorithm(name: str):

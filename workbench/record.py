@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import json
 import math
 import os
 import pickle
@@ -38,7 +39,14 @@ def now_iso() -> str:
 def new_run_dir(out_dir: str | Path, name: str) -> Path:
     """A fresh ``<out_dir>/<YYYYmmdd-HHMMSS>_<name>`` (a ``-N`` suffix if that second is taken)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write run folders in {out_dir} ({exc.strerror or exc}); give a writable "
+                          f"out_dir=... (a relative path is relative to the app folder)") from None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "run"
     for i in range(1000):
@@ -123,6 +131,64 @@ def load_history(run_dir: str | Path) -> dict:
     return history
 
 
+LOCK = ".lock"
+
+
+def acquire_lock(run_dir: str | Path) -> Path:
+    """Mark the record as in use by this process (``run_dir/.lock``: pid, host, start time).
+
+    Raises ConfigError if another live process holds it, or if the folder cannot be written
+    (checked here, before anything trains). A lock of a dead process, or our own, is taken over."""
+    run_dir = Path(run_dir)
+    path = run_dir / LOCK
+    mine = json.dumps({"pid": os.getpid(), "host": platform.node(), "since": now_iso(), "command": " ".join(sys.argv)})
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise ConfigError(
+                    f"{run_dir} is in use by process {holder['pid']} on {holder['host']} (since {holder['since']}: "
+                    f"{holder.get('command', '?')}). Wait for it to end or stop it (Ctrl-C); if no such process "
+                    f"runs, delete {path}") from None
+            path.unlink(missing_ok=True)
+            continue
+        except OSError as exc:
+            raise ConfigError(f"cannot write in {run_dir} ({exc.strerror or exc}): the record cannot be continued "
+                              f"there. Make the folder writable, or copy it to a writable place and --resume the "
+                              f"copy") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(mine)
+        history = run_dir / HISTORY
+        if history.exists() and not os.access(history, os.W_OK):
+            release_lock(run_dir)
+            raise ConfigError(f"{history} is read-only; make it writable (or copy the folder) to continue the record")
+        return path
+    raise ConfigError(f"could not take {path}; delete it if no process uses {run_dir}")
+
+
+def _lock_holder(path: Path) -> dict | None:
+    """The lock's holder if it is another live process (or one on another host), else None."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # half-written by a process killed at that moment
+    if host != platform.node():
+        return holder
+    return holder if _pid_alive(pid) else None
+
+
+def release_lock(run_dir: str | Path) -> None:
+    path = Path(run_dir) / LOCK
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -133,14 +199,19 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def latest_run_dir(out_dir: str | Path = "results") -> Path:
-    """The newest run folder (by its timestamped name) that holds a history."""
+def run_dirs(out_dir: str | Path = "results") -> list[Path]:
+    """The run folders that hold a history, oldest first (by their timestamped names)."""
     out_dir = Path(out_dir)
-    candidates = sorted(
+    return sorted(
         p for p in out_dir.glob("*") if p.is_dir() and _RUN_DIR.match(p.name) and (p / HISTORY).is_file()
     ) if out_dir.is_dir() else []
+
+
+def latest_run_dir(out_dir: str | Path = "results") -> Path:
+    """The newest run folder (by its timestamped name) that holds a history."""
+    candidates = run_dirs(out_dir)
     if not candidates:
-        raise FileNotFoundError(f"no run folders with a {HISTORY} in {out_dir.resolve()}; run main.py first")
+        raise FileNotFoundError(f"no run folders with a {HISTORY} in {Path(out_dir).resolve()}; run main.py first")
     return candidates[-1]
 
 

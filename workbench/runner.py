@@ -22,6 +22,7 @@ import inspect
 import shutil
 import signal
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,6 +42,10 @@ from workbench.training import FINAL_STATUSES, RunState, read_checkpoint
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
 EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device")
+
+
+class NothingToResume(Exception):
+    """``--resume`` of a record whose every run has ended: nothing is changed."""
 
 
 @dataclass
@@ -194,6 +199,14 @@ def default_label(algorithm: str, given: dict) -> str:
     return f"{algorithm} {shown}".strip()
 
 
+def _run_ended(history: dict, index: int) -> bool:
+    """Run ``index`` of the record has a final status (a run whose worker was lost has not)."""
+    runs = history["runs"]
+    if index >= len(runs):
+        return False
+    return runs[index]["status"] in FINAL_STATUSES and not runs[index].get("lost_worker")
+
+
 def _new_run_record(spec: dict) -> dict:
     return {
         "label": spec["label"], "algorithm": spec["algorithm"], "params": record.to_plain(spec["params"]),
@@ -281,7 +294,8 @@ class Experiment:
         data = load_data(config)
         problem = build_problem(config, device, data=data) if isinstance(executor, InProcess) else None
         (problem or build_problem(config, torch.device("cpu"), data=data)).build_model()
-        run_dir = record.new_run_dir(config["out_dir"], config["name"])
+        run_dir = record.new_run_dir(app_path(config["out_dir"]), config["name"])
+        record.acquire_lock(run_dir)
         if config_path is not None:
             shutil.copyfile(config_path, run_dir / "config.py")
         environment = record.environment(device)
@@ -303,10 +317,17 @@ class Experiment:
         checkpoint written on a GPU resumes on the CPU and the reverse), never what it computes."""
         run_dir = Path(run_dir)
         history = record.load_history(run_dir)
-        record.remove_stale_temporaries(run_dir)
         from workbench.config import DEFAULTS
 
         config = {**copy.deepcopy(DEFAULTS), **history["config"], **(execution or {})}
+        if all(_run_ended(history, i) for i in range(len(plan_runs(config)))):
+            statuses = Counter(run["status"] for run in history["runs"])
+            raise NothingToResume(
+                f"nothing to resume: every run of {run_dir} has ended "
+                f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}; finished {history.get('finished')}). "
+                f"The record is unchanged; plot it with python plot.py {run_dir}")
+        record.acquire_lock(run_dir)
+        record.remove_stale_temporaries(run_dir)
         experiment = cls(config, run_dir, history, hooks)
         history["finished"] = None
         history.setdefault("resumed", []).append(record.now_iso())
@@ -448,6 +469,7 @@ class Experiment:
         if not self.interrupt.requested:
             self.history["finished"] = record.now_iso()
         self.save()
+        record.release_lock(self.run_dir)
         for run, table in zip(self.history["runs"], self.tables):
             run["metrics"] = table.columns()
         if self.interrupt.requested:
@@ -460,11 +482,7 @@ class Experiment:
         self.history_file.save(self.history, self.tables)
 
     def _done(self, index: int) -> bool:
-        runs = self.history["runs"]
-        if index >= len(runs):
-            return False
-        run = runs[index]
-        return run["status"] in FINAL_STATUSES and not run.get("lost_worker")
+        return _run_ended(self.history, index)
 
     def _checkpoint_path(self, index: int) -> Path:
         return self.checkpoint_dir / f"run_{index:03d}.pt"

@@ -15,14 +15,23 @@ def group_by_label(runs: list[dict]) -> dict[str, list[dict]]:
 
 
 def column(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of ``key`` in a run's metrics, rows where it was not measured removed."""
+    """(steps, values) of ``key`` in a run's metrics, rows where it was not measured or was not
+    finite (a diverged run's last row) removed."""
     metrics = run.get("metrics") or {}
     if key not in metrics or "step" not in metrics:
         return np.zeros(0), np.zeros(0)
     x = np.asarray(metrics["step"], dtype=float)
     y = np.asarray(metrics[key], dtype=float)
-    keep = ~np.isnan(y)
+    keep = np.isfinite(y)
     return x[keep], y[keep]
+
+
+def diverged_at(run: dict) -> int | None:
+    """The step of a diverged run's non-finite row (its last), else None."""
+    if run.get("status") != "diverged":
+        return None
+    steps = (run.get("metrics") or {}).get("step")
+    return int(steps[-1]) if steps is not None and len(steps) else None
 
 
 def _mean_std(values: list[float], fmt: str) -> str:
@@ -49,11 +58,17 @@ def summary_rows(runs: list[dict]) -> list[dict[str, str]]:
         statuses = Counter(r["status"] for r in group)
         step_size = (group[0].get("info") or {}).get("effective_step_size")
         fmt = ".2f" if accuracy else ".4g"
+        final = _mean_std(finals, fmt)
+        diverged = [diverged_at(r) for r in group if r.get("status") == "diverged"]
+        if len(diverged) == 1 and len(group) == 1:
+            final += f" (last finite; diverged at step {diverged[0]})"
+        elif diverged:
+            final += f" ({len(diverged)} of {len(group)} diverged: their last finite values)"
         rows.append({
             "label": label,
             "seeds": str(len(group)),
             "metric": key,
-            "final": _mean_std(finals, fmt),
+            "final": final,
             "best": _mean_std(bests, fmt),
             "time [s]": _mean_std(times, ".3g"),
             "eff. step": "-" if step_size is None else f"{step_size:.3g}",

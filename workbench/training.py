@@ -43,7 +43,7 @@ import torch
 from workbench import record
 from workbench.algorithm import Algorithm
 from workbench.problem import Problem
-from workbench.registry import ALGORITHMS
+from workbench.registry import ALGORITHMS, ConfigError
 
 FINAL_STATUSES = ("finished", "diverged", "failed")
 
@@ -198,6 +198,8 @@ class TrainingRun:
             status, error = self._train()
         except KeyboardInterrupt:
             status = "stopped"
+        except ConfigError as exc:  # found only once the run reports: the message says what to fix
+            status, error = "failed", f"ConfigError: {exc}"
         except Exception:  # noqa: BLE001  a failing run is recorded; the others go on
             status, error = "failed", traceback.format_exc()
         self.out.put(("done", self.index, status, error), flush=True)
@@ -208,6 +210,7 @@ class TrainingRun:
         self.out.put(("reset", self.index, record.to_plain(algo.info())))
         row = {"step": 0, "time": 0.0, "epoch": 0.0}
         row.update(algo.evaluate())
+        self._check_target_metric(row)
         self._emit_row(row)
         self._snapshot()
 
@@ -277,6 +280,7 @@ class TrainingRun:
                     return "diverged", f"non-finite training loss {row['train_loss']} at step {state.step}"
                 if eval_due or finishing:
                     row.update(algo.evaluate())
+                    self._check_target_metric(row)
                 self._emit_row(row)
                 self._progress(total, row, force=True)
                 if self._target_reached(row):
@@ -306,6 +310,15 @@ class TrainingRun:
         if self.should_save_hook is not None:
             return self.should_save_hook(self.state)
         return time.perf_counter() - self.last_checkpoint >= self.config["save_every"]
+
+    def _check_target_metric(self, row: dict) -> None:
+        """A ``target`` on a metric this algorithm does not report would never be reached."""
+        metric = self.config["target_metric"]
+        if self.config["target"] is not None and metric not in row:
+            raise ConfigError(
+                f"target_metric={metric!r} is not reported by {self.spec['algorithm']!r}, so target="
+                f"{self.config['target']} would never stop the run; its metrics: {', '.join(sorted(row))}. "
+                f"Set target_metric to one of them")
 
     def _target_reached(self, row: dict) -> bool:
         target, metric = self.config["target"], self.config["target_metric"]

@@ -27,20 +27,24 @@ def load_family_plotters() -> None:
         importlib.import_module(f"workbench.plots.{name}")
 
 
-def load_runs(run_dirs: list[Path]) -> tuple[list[dict], list[dict]]:
-    """(histories, runs); with several folders, labels get the record name as a prefix."""
+def load_runs(run_dirs: list[Path], pool: bool = False) -> tuple[list[dict], list[dict]]:
+    """(histories, runs). With several folders each label gets its record's name as a prefix, or
+    the folder's name where two records share a name, so records stay apart; ``pool``: labels
+    are kept as they are, and the seeds of equal labels are pooled into one band."""
     histories = [record.load_history(d) for d in run_dirs]
+    names = [h.get("name", "") for h in histories]
     runs = []
-    for history in histories:
+    for history, run_dir, name in zip(histories, run_dirs, names):
+        prefix = name if names.count(name) == 1 else Path(run_dir).name
         for run in history["runs"]:
             run = dict(run)
-            if len(histories) > 1:
-                run["label"] = f"{history['name']}: {run['label']}"
+            if len(histories) > 1 and not pool:
+                run["label"] = f"{prefix}: {run['label']}"
             runs.append(run)
     return histories, runs
 
 
-def plot_record(run_dirs: list[str | Path], animate: bool = False) -> list[Path]:
+def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = False) -> list[Path]:
     """Write every plot of the given run folders into the first one; return the paths."""
     import matplotlib
 
@@ -50,7 +54,7 @@ def plot_record(run_dirs: list[str | Path], animate: bool = False) -> list[Path]
 
     run_dirs = [Path(d) for d in run_dirs]
     out_dir = run_dirs[0]
-    _, runs = load_runs(run_dirs)
+    _, runs = load_runs(run_dirs, pool)
     paths = common.plot_comparison(runs, out_dir)
     load_family_plotters()
     by_algorithm: dict[str, list[dict]] = {}

@@ -65,7 +65,9 @@ def mean_band(curves: list[tuple[np.ndarray, np.ndarray]]):
 
 
 def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool, ax) -> bool:
-    drawn = False
+    """One line per label (mean ± std band over seeds); a diverged run ends in a cross at its last
+    finite point. Returns whether anything was drawn."""
+    drawn = diverged = False
     for i, (label, group) in enumerate(group_by_label(runs).items()):
         band = mean_band([series(r, key, x_key, max_points=None) for r in group])
         if band is None:
@@ -75,6 +77,13 @@ def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool,
         n = len(group)
         ax.plot(*thin(x, mean), color=colour, label=label if n == 1 else f"{label} (n={n})",
                 marker="o" if x.size < 30 else None, markersize=3)
+        for run in group:
+            if run.get("status") == "diverged":
+                rx, ry = series(run, key, x_key, max_points=None)
+                if rx.size:
+                    ax.plot(rx[-1:], ry[-1:], "x", color=colour, markersize=10, markeredgewidth=2,
+                            label=None if diverged else "diverged (× last finite value)")
+                    diverged = True
         if n > 1:
             keep = np.unique(np.concatenate([np.searchsorted(x, thin(x, mean - std)[0]),
                                              np.searchsorted(x, thin(x, mean + std)[0])]))
