@@ -37,3 +37,92 @@ def test_a_million_row_curve_is_drawn_through_a_few_thousand_points():
     (line,) = ax.get_lines()
     assert line.get_xdata().size <= 4000 and line.get_xdata()[0] == 0 and line.get_xdata()[-1] == n - 1
     plt.close(fig)
+
+
+def _run(label, loss, status="finished", **more):
+    steps = np.arange(len(loss), dtype=float)
+    return {"label": label, "status": status, "seed": 0, "info": {},
+            "metrics": {"step": steps, "epoch": steps / 10, "train_loss": np.asarray(loss, float), **more}}
+
+
+def test_identical_curves_are_dashed_and_say_so():
+    from workbench.plots.common import plot_metric
+
+    loss = np.exp(-np.arange(20) / 5)
+    fig, ax = plt.subplots()
+    plot_metric([_run("a", loss), _run("b", loss), _run("c", loss * 2)], "train_loss", "step", "loss", True, ax)
+    a, b, c = ax.get_lines()
+    assert a.get_linestyle() == "-" and b.get_linestyle() == "--" and c.get_linestyle() == "-"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["a", "b (same as a; dashed)", "c"]
+    plt.close(fig)
+
+
+def test_many_labels_put_the_legend_outside_the_axes():
+    from workbench.plots.common import plot_metric
+
+    fig, ax = plt.subplots()
+    plot_metric([_run(f"lr={k}", np.linspace(1, 0.1 * k, 10)) for k in range(1, 9)], "train_loss", "step",
+                "loss", False, ax)
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # right of the axes: it covers no line
+    plt.close(fig)
+
+
+def test_every_test_accuracy_metric_gets_a_plot(tmp_path):
+    from workbench.plots.common import comparisons, plot_comparison
+
+    run = _run("a", np.ones(5), test_sign_acc=np.array([50.0, np.nan, 60, np.nan, 70]))
+    assert ("test_sign_acc.png", "test_sign_acc", "epoch", "test sign acc", False) in comparisons([run])
+    assert tmp_path / "test_sign_acc.png" in plot_comparison([run], tmp_path)
+
+
+def _captured(monkeypatch):
+    from workbench.plots import shallow
+
+    figures = []
+    monkeypatch.setattr(shallow, "_save", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def test_a_flat_objective_gets_a_linear_axis_and_no_empty_gap_panel(monkeypatch, tmp_path):
+    from workbench.plots import shallow
+
+    figures = _captured(monkeypatch)
+    flat = 0.0518071 + 1e-9 * np.arange(10)
+    shallow.plot_loss([_run("convex", flat)], tmp_path, "relu_convex")
+    (fig,) = figures
+    (ax,) = fig.axes  # no optimum known: no second panel, and the title names none
+    assert ax.get_yscale() == "linear" and "optimum" not in ax.get_title()
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(set(ticks)) == len(ticks) > 1
+
+
+def test_prox_particles_have_one_colour_each_and_zero_reads_zero(monkeypatch, tmp_path):
+    from workbench.plots import wasserstein
+
+    figures = _captured(monkeypatch)
+    snaps = {"step": [0, 1, 2], "W": [np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[2.0, 0.0], [1e-70, 0.0]]),
+                                     np.array([[4.0, 0.0], [1.2e-70, 0.0]])][:3],
+             "a": [np.array([1.0, 1.0])] * 3}
+    run = {"label": "W2", "status": "finished", "seed": 0, "metrics": {}, "snapshots": snaps}
+    for W in snaps["W"]:
+        W.shape = (2, 2)
+    wasserstein.plot_particles_1d([run], tmp_path)
+    (fig,) = figures
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len({line.get_color() for line in lines}) == 2
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "4"]
+
+
+def test_exact_zeros_stay_on_a_log_metric_axis(monkeypatch, tmp_path):
+    from workbench.plots import wasserstein
+
+    figures = _captured(monkeypatch)
+    run = _run("jko", np.ones(4), mass_error=np.array([1e-3, 0.0, 1e-8, 0.0]))
+    wasserstein._metric_panels([run], (("mass_error", "|mass error|", True),), "step", tmp_path / "m.png")
+    ax = figures[0].axes[0]
+    assert ax.get_yscale() == "symlog" and ax.get_lines()[0].get_ydata().size == 4

@@ -279,10 +279,11 @@ def test_kill_mid_run_leaves_a_readable_history_and_resume_continues(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_stops_with_status_stopped_and_exit_code_130(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_with_status_stopped_and_exit_code_130(tmp_path, signum):
     process = _main(_long_config(tmp_path))
     run_dir = _wait_for_rows(tmp_path / "results", rows=5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "--resume" in out
@@ -325,8 +326,8 @@ def test_a_step_can_ask_for_a_row_of_its_own(tiny_config):
     experiment, _ = run(tiny_config)
     metrics = experiment.history["runs"][0]["metrics"]
     assert 5.0 in metrics["step"] and "wants_row" not in metrics
-    assert metrics["event"][metrics["step"].index(5.0)] == 5.0
-    assert metrics["step"][:4] == [0.0, 4.0, 5.0, 6.0]  # 6: epoch end (96 / 16)
+    assert metrics["event"][list(metrics["step"]).index(5.0)] == 5.0
+    assert metrics["step"][:4].tolist() == [0.0, 4.0, 5.0, 6.0]  # 6: epoch end (96 / 16)
 
 
 def test_missing_dataset_files_fail_before_a_run_folder_exists(tiny_config, tmp_path):

@@ -65,9 +65,11 @@ def mean_band(curves: list[tuple[np.ndarray, np.ndarray]]):
 
 
 def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool, ax) -> bool:
-    """One line per label (mean ± std band over seeds); a diverged run ends in a cross at its last
-    finite point. Returns whether anything was drawn."""
+    """One line per label (mean ± std band over seeds); a curve equal to an earlier one is drawn
+    dashed and says so in the legend; a diverged run ends in a cross at its last finite point.
+    Returns whether anything was drawn."""
     drawn = diverged = False
+    earlier: list[tuple[np.ndarray, np.ndarray, str]] = []
     for i, (label, group) in enumerate(group_by_label(runs).items()):
         band = mean_band([series(r, key, x_key, max_points=None) for r in group])
         if band is None:
@@ -75,8 +77,16 @@ def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool,
         x, mean, std = band
         colour = f"C{i % 10}"
         n = len(group)
-        ax.plot(*thin(x, mean), color=colour, label=label if n == 1 else f"{label} (n={n})",
-                marker="o" if x.size < 30 else None, markersize=3)
+        shown = label if n == 1 else f"{label} (n={n})"
+        same = [name for ex, ey, name in earlier if ex.shape == x.shape and np.array_equal(ex, x)
+                and np.allclose(ey, mean, rtol=1e-9, atol=0.0, equal_nan=True)]
+        style = {}
+        if same:
+            style = {"linestyle": (len(same) * 2, (4, 3)), "linewidth": 2.2}
+            shown += f" (same as {same[0]}; dashed)"
+        earlier.append((x, mean, label))
+        ax.plot(*thin(x, mean), color=colour, label=shown,
+                marker="o" if x.size < 30 else None, markersize=3, **style)
         for run in group:
             if run.get("status") == "diverged":
                 rx, ry = series(run, key, x_key, max_points=None)
@@ -95,16 +105,36 @@ def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool,
         if logy:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        place_legend(ax)
     return drawn
+
+
+def place_legend(ax, max_inside: int = 5) -> None:
+    """Inside, in the emptiest corner, for a few entries; outside on the right for more, so that
+    the legend never covers the lines."""
+    n = len(ax.get_legend_handles_labels()[1])
+    if n <= max_inside:
+        ax.legend(fontsize="small", loc="best")
+    else:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def comparisons(runs: list[dict]) -> list[tuple[str, str, str, str, bool]]:
+    """:data:`COMPARISONS`, plus one accuracy plot for every other ``test_*acc`` metric (e.g.
+    ``test_sign_acc``) the runs report."""
+    keys = sorted({k for r in runs for k in (r.get("metrics") or {})
+                   if k.startswith("test_") and k.endswith("acc") and k != "test_acc"})
+    return [*COMPARISONS, *((f"{k}.png", k, "epoch", k.replace("_", " "), False) for k in keys)]
 
 
 def plot_comparison(runs: list[dict], out_dir: Path) -> list[Path]:
     paths = []
-    for filename, key, x_key, ylabel, logy in COMPARISONS:
+    for filename, key, x_key, ylabel, logy in comparisons(runs):
         fig, ax = plt.subplots(figsize=(8, 5))
         if plot_metric(runs, key, x_key, ylabel, logy, ax):
             ax.set_title(f"{ylabel} against {x_key}")
+            if len(group_by_label(runs)) > 5:
+                fig.set_size_inches(11, 5)
             fig.tight_layout()
             path = Path(out_dir) / filename
             fig.savefig(path, dpi=120)

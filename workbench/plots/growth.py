@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from workbench.plots.common import series  # noqa: E402
@@ -95,6 +96,8 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
         ax_p.step(x, y, where="post", color=color, lw=lw, label=run["label"])
     ax_w.set_xlabel("step")
     ax_w.set_ylabel("hidden width")
+    ax_w.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_p.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_w.legend(fontsize=7)
     ax_p.set_xlabel("step")
     ax_p.set_ylabel("parameters")

@@ -101,8 +101,19 @@ def _scatter_neurons(ax, W, a, marker="o", alpha=0.9, size=None, label=None):
     xy = _neuron_xy(W)
     colours = np.where(a >= 0, "tab:green", "tab:red")
     s = size if size is not None else 12 + 40 * np.abs(a) / max(np.abs(a).max(), 1e-12)
-    ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=s, marker=marker, alpha=alpha, edgecolors="k",
-               linewidths=0.3, label=label, zorder=3)
+    edges = {"edgecolors": "k", "linewidths": 0.3} if marker not in ("x", "+", "|", "_", ".") else {}
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=s, marker=marker, alpha=alpha, label=label, zorder=3, **edges)
+
+
+def _sign_legend(ax) -> None:
+    """The legend, with what green and red mean."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    for colour, text in (("tab:green", "output weight a_j > 0"), ("tab:red", "output weight a_j < 0")):
+        handles.append(Line2D([], [], color=colour, marker="o", ls="", markeredgecolor="k", markeredgewidth=0.3))
+        labels.append(text)
+    ax.legend(handles, labels, fontsize="x-small", title="size: |a_j|", title_fontsize="x-small")
 
 
 def _axis_labels(ax, d: int):
@@ -172,9 +183,10 @@ def plot_neurons(runs, out_dir, algorithm) -> list[Path]:
     for col, (run, (steps, Ws, As)) in enumerate(panels):
         d = Ws[0].shape[1] - 1
         ax = axes[0, col]
-        _scatter_neurons(ax, Ws[0], As[0])
+        _scatter_neurons(ax, Ws[-1], As[-1])
         _axis_labels(ax, d)
-        ax.set_title(f"{run['label']}: neurons at step {steps[0]}", fontsize="small")
+        _sign_legend(ax)
+        ax.set_title(f"{run['label']}: neurons at step {steps[-1]} (width {len(As[-1])})", fontsize="small")
         ax = axes[1, col]
         same_width = len({len(a) for a in As}) == 1
         if same_width and len(Ws) > 1:
@@ -191,51 +203,55 @@ def plot_neurons(runs, out_dir, algorithm) -> list[Path]:
             _scatter_neurons(ax, Ws[-1], As[-1], marker="*", size=120, label="final")
             ax.set_title(f"start (x) and final (*) neurons, width {len(As[0])} -> {len(As[-1])}", fontsize="small")
         _axis_labels(ax, d)
-        ax.legend(fontsize="x-small")
+        _sign_legend(ax)
     return [_save(fig, Path(out_dir) / f"shallow_{algorithm}_neurons.png")]
 
 
 def plot_loss(runs, out_dir, algorithm) -> list[Path]:
-    fig, (ax, axg) = plt.subplots(1, 2, figsize=(13, 5))
-    drawn = gap_drawn = False
-    optima = []
-    for i, run in enumerate(runs):
-        x, y, key = _objective_series(run)
-        if not x.size:
-            continue
+    """The objective against steps, with the convex optimum (dashed) where a run knows it, and a
+    second panel with the distance to it only then."""
+    curves = [(i, run, *_objective_series(run)) for i, run in enumerate(runs)]
+    curves = [c for c in curves if c[2].size]
+    if not curves:
+        return []
+    optima = {i: convex_optimum(run) for i, run, *_ in curves}
+    with_gap = any(opt is not None for opt in optima.values())
+    fig, axes = plt.subplots(1, 2 if with_gap else 1, figsize=(13 if with_gap else 7, 5), squeeze=False)
+    ax = axes[0, 0]
+    values = []
+    for i, run, x, y, key in curves:
         colour = f"C{i % 10}"
         ax.plot(x, y, color=colour, label=f"{run['label']} seed {run.get('seed')} ({key})",
                 marker="o" if x.size < 30 else None, ms=3)
-        drawn = True
-        opt = convex_optimum(run)
+        values.append(y)
+        opt = optima[i]
         if opt is not None:
-            optima.append(opt)
             gap = y - opt
             pos = gap > 0
             if pos.any():
-                axg.plot(x[pos], gap[pos], color=colour, label=run["label"])
-                gap_drawn = True
-    if not drawn:
-        plt.close(fig)
-        return []
-    for k, opt in enumerate(sorted(set(np.round(optima, 12)))):
+                axes[0, 1].plot(x[pos], gap[pos], color=colour, label=run["label"])
+    for k, opt in enumerate(sorted({round(o, 12) for o in optima.values() if o is not None})):
         ax.axhline(opt, color="k", ls="--", lw=1, label="convex optimum" if k == 0 else None)
-    ax.set_yscale("log")
+        values.append(np.array([opt]))
+    values = np.concatenate(values)
+    positive = values[values > 0]
+    # a log axis only where the values span a decade; else tick labels would all read the same
+    ax.set_yscale("log" if positive.size == values.size and positive.max() > 10 * positive.min() else "linear")
     ax.set_xlabel("step")
     ax.set_ylabel("F_beta (regularised objective)")
-    ax.set_title("objective; dashed: convex optimum", fontsize="small")
+    ax.set_title("objective; dashed: convex optimum" if with_gap else "objective", fontsize="small")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="x-small")
-    if gap_drawn:
-        axg.set_xscale("symlog", linthresh=1)
-        axg.set_yscale("log")
+    if with_gap:
+        axg = axes[0, 1]
+        if axg.get_lines():
+            axg.set_xscale("symlog", linthresh=1)
+            axg.set_yscale("log")
+            axg.legend(fontsize="x-small")
         axg.set_xlabel("step")
         axg.set_ylabel("F_beta - convex optimum")
-        axg.set_title("distance to the convex optimum", fontsize="small")
+        axg.set_title("distance to the convex optimum" + ("" if axg.get_lines() else " (reached)"), fontsize="small")
         axg.grid(True, alpha=0.3)
-        axg.legend(fontsize="x-small")
-    else:
-        axg.set_axis_off()
     return [_save(fig, Path(out_dir) / f"shallow_{algorithm}_loss.png")]
 
 

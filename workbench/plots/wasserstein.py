@@ -57,21 +57,23 @@ def _slug(text) -> str:
 # -- relu_prox ----------------------------------------------------------------------------------
 def _metric_panels(runs: list[dict], panels, xlabel: str, path: Path, title: str | None = None) -> list[Path]:
     """One panel per (metric key, y label, log y) against steps, one line per run; [] if empty."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels) + 4, 4.5))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels) + 4, 4.5), squeeze=False)
+    axes = axes[0]
     drawn = False
     for i, run in enumerate(runs):
         for ax, (key, label, logy) in zip(axes, panels):
             x, y = _metric(run, key)
             if key == "mass_error":
                 y = np.abs(y)
-            if logy:
-                keep = y > 0
-                x, y = x[keep], y[keep]
             if not x.size:
                 continue
             ax.plot(x, y, color=f"C{i % 10}", label=f"{run['label']} s{run.get('seed')}",
                     marker="o" if x.size < 30 else None, ms=3)
-            ax.set_yscale("log" if logy else "linear")
+            positive = y[y > 0]
+            if logy and positive.size == y.size:
+                ax.set_yscale("log")
+            elif logy and positive.size:  # exact zeros stay on the axis: linear below the smallest value
+                ax.set_yscale("symlog", linthresh=float(positive.min()))
             ax.set_xlabel(xlabel)
             ax.set_ylabel(label)
             drawn = True
@@ -160,9 +162,14 @@ def plot_particles_1d(runs: list[dict], out_dir: Path) -> list[Path]:
         steps = np.asarray(snaps["step"], float)
         X = np.stack([np.asarray(W, float)[:, 0] for W in snaps["W"]])  # (T, m)
         a = np.asarray(snaps["a"][-1], float).reshape(-1)
+        scale = max(float(np.abs(X).max()), 1e-300)
         for j in range(X.shape[1]):
-            ax.plot(steps, X[:, j], "-o", ms=4, color="tab:green" if a[j] >= 0 else "tab:red", alpha=0.8)
-            ax.annotate(f"{X[-1, j]:.4g}", (steps[-1], X[-1, j]), fontsize="x-small")
+            ax.plot(steps, X[:, j], "-o" if a[j] >= 0 else "--s", ms=4, color=f"C{j % 10}", alpha=0.8,
+                    label=f"particle {j} (a = {a[j]:+.3g})")
+            end = X[-1, j] if abs(X[-1, j]) > 1e-12 * scale else 0.0  # rounding residue reads as 0
+            ax.annotate(f"{end:.4g}", (steps[-1], X[-1, j]), fontsize="x-small")
+        if X.shape[1] <= 10:
+            ax.legend(fontsize="x-small")
         ax.set_xlabel("outer step")
         ax.set_ylabel("particle position")
         ax.set_title(run["label"], fontsize="small")
