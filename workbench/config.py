@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "target_metric": "test_acc",  # test_acc / *_acc stop at >= target, losses at <= target
     "seeds": [0],                # one run of every entry of `runs` per seed
     "device": "auto",            # auto | cpu | cuda | cuda:N
-    "threads": None,             # CPU threads for torch (None: torch's default); 1 is often fastest for small models
+    "threads": 1,                # CPU threads for torch per run (None: torch's default, all cores); see README
     "dtype": "float32",          # float32 | float64
     "runs": [],                  # list of dict(algorithm=..., label=..., **parameters)
     "log_every": 50,             # steps between training-loss rows (mean over the steps since the last row)
