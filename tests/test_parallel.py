@@ -301,3 +301,17 @@ def test_resume_accepts_only_execution_overrides(tmp_path):
     process = _main(["--resume", str(tmp_path), "epochs=3"])
     out, err = process.communicate(timeout=120)
     assert process.returncode == 2 and "only workers, executor" in err
+
+
+def test_a_lost_run_restarts_from_its_checkpoint_when_its_rows_are_on_record(tiny_config):
+    from workbench.runner import Hooks
+
+    config = _config(tiny_config, seeds=[0], runs=RUNS[:1], epochs=20)
+    experiment = Experiment.create(config, hooks=Hooks(should_save=lambda s: s.step % 8 == 0,
+                                                       should_stop=lambda s: s.step >= 20))
+    assert experiment.run() == 130
+    rows = len(experiment.tables[0])
+    experiment.history["runs"][0]["metrics"] = {}  # mid-run, the rows live in the tables only
+    spec, checkpoint = experiment.prepare(0)
+    assert checkpoint is not None, "the retrained run continues from its checkpoint"
+    assert 0 < len(experiment.tables[0]) <= rows

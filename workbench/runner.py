@@ -32,10 +32,10 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench import record
+from workbench.config import app_path
 from workbench.executors import InProcess, make_executor, resolved_workers, threads_per_run
 from workbench.history_file import HistoryFile
 from workbench.problem import DataSplit, Problem
-from workbench.config import app_path
 from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, closest_hint, load_all
 from workbench.training import FINAL_STATUSES, RunState, read_checkpoint
 
@@ -125,7 +125,7 @@ def build_problem(config: dict, device: torch.device | None = None, data: DataSp
     device = device or resolve_device(config["device"])
     dtype = getattr(torch, config["dtype"])
     model_fn = MODELS[config["model"]]
-    data = copy.copy(data) if data is not None else load_data(config)
+    data = copy.copy(data) if data is not None else load_data(config, quiet=True)
 
     def place(t: torch.Tensor) -> torch.Tensor:
         return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
@@ -363,7 +363,7 @@ class Experiment:
         run, table = runs[index], self.tables[index]
         run["status"], run["error"] = "running", None
         path = self._checkpoint_path(index)
-        if not (path.is_file() and run["metrics"]):
+        if not (path.is_file() and len(table)):
             return spec, None
         data = path.read_bytes()
         ckpt = read_checkpoint(data)
