@@ -9,7 +9,8 @@
 
 The run folder results/<YYYYmmdd-HHMMSS>_<name>/ receives history.pkl, a copy of the config and the
 comparison plots. Exit code: 0 when every run finished, 1 when some diverged or failed, 2 for a bad
-config, 130 when interrupted (Ctrl-C; resume with --resume).
+config or any other error (a message, no traceback unless --debug or WORKBENCH_DEBUG=1), 130 when
+interrupted (Ctrl-C or SIGTERM; resume with --resume).
 """
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             namespace = runpy.run_path(str(path), run_name="__config__")
         except Exception as exc:  # noqa: BLE001  any error of the user's file
             raise ConfigError(f"config file {path} failed to run: {_where_in(path, exc)}{type(exc).__name__}: "
-                              f"{exc}; fix that line (a config is plain Python assignments)") from None
+                              f"{exc} (a config is a file of plain Python assignments)") from None
         for key, value in namespace.items():
             if key.startswith("_") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
                 continue
