@@ -1,12 +1,15 @@
 """Wasserstein family timings: one entropic JKO step, and exact against sliced W2.
 
 1. One JKO step on a 2-D grid of N points (N in 100, 1000, 4000; --quick: 100, 1000) with a linear
-   energy (closed-form prox, so the Sinkhorn iteration itself is timed): our log-domain iteration
-   (:func:`algorithms.shallow.jko.jko_step`: two (N, N) log-sum-exp reductions per iteration) against
-   a dense reference iteration written here in the reference repository's style (K = exp(-C/eps),
-   a = prox(K b) / K b, b = q / K^T a with matrix-vector products, no log domain). Both run the same
-   number of iterations; the table gives ms per iteration, the ratio, the N^2 scaling exponent and, at a
-   small epsilon, whether the dense kernel underflows (NaN/inf or zero rows) while the log domain does not.
+   energy (closed-form prox, so the Sinkhorn iteration itself is timed), cold start: our step
+   (:func:`algorithms.shallow.jko.jko_step`: stabilised scalings with absorption, two dense
+   matrix-vector products per iteration, exact log-domain iterations where the float64 range
+   would be left) against a dense reference iteration written here in the reference repository's
+   style (K = exp(-C/eps), a = prox(K b) / K b, b = q / K^T a, no stabilisation). Both run the same
+   number of iterations (best of 3 calls); the table gives ms per iteration (setup included), the
+   ratio, the N^2 scaling exponent and, at a small epsilon, whether the dense kernel underflows
+   (NaN/inf or zero rows) while ours does not; the last column compares ours at eps=1e-4 with the
+   dense reference at eps=5e-2 (the issue's target: at most 3).
 2. Squared W2 between two particle sets of m points in R^3 (m from 100 to 10000): exact
    (scipy linear_sum_assignment on the (m, m) cost, with its gradient) against sliced W2 with
    L = 128 fixed directions (torch sort, forward + backward), and a reference-style sliced
@@ -81,8 +84,8 @@ def _timeit(fn, repeat: int = 1) -> tuple[float, object]:
 
 def bench_jko(sizes, n_iter: int, device: torch.device = torch.device("cpu")) -> None:
     print(f"\n== one JKO step, 2-D grid, linear energy, {n_iter} Sinkhorn iterations each ==")
-    print(f"{'N':>6} {'eps':>7} {'log-domain ms/it':>17} {'dense ref ms/it':>16} {'ratio log/dense':>16} "
-          f"{'same p (max rel)':>17} {'dense finite':>13} {'log finite':>11}")
+    print(f"{'N':>6} {'eps':>7} {'jko_step ms/it':>15} {'dense ref ms/it':>16} {'ratio ours/dense':>17} "
+          f"{'same p (max rel)':>17} {'dense finite':>13} {'ours finite':>12} {'vs dense at 5e-2':>17}")
     g = torch.Generator().manual_seed(0)
     rows = []
     for N in sizes:
@@ -97,22 +100,37 @@ def bench_jko(sizes, n_iter: int, device: torch.device = torch.device("cpu")) ->
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a fixed iteration count, not convergence, is timed
                 t_log, res = _timeit(lambda: jko_step(q, logK, ClosedFormProx(V, tau / eps), max_iter=n_iter,
-                                                      tol=1e-300, check_every=n_iter + 1))
+                                                      tol=1e-300, check_every=n_iter + 1), repeat=3)
                 with np.errstate(all="ignore"):
-                    t_ref, p_ref = _timeit(lambda: reference_dense_jko(q, C, eps, ClosedFormProx(V, tau / eps), n_iter))
+                    t_ref, p_ref = _timeit(lambda: reference_dense_jko(q, C, eps, ClosedFormProx(V, tau / eps), n_iter),
+                                           repeat=3)
             p_log = res.p
             ref_ok = bool(torch.isfinite(p_ref).all()) and float(p_ref.sum()) > 0
             log_ok = bool(torch.isfinite(p_log).all()) and abs(float(p_log.sum()) - 1.0) < 1e-9
             same = float(((p_log - p_ref).abs().max() / p_log.abs().max())) if ref_ok else float("nan")
             it_log, it_ref = 1e3 * t_log / n_iter, 1e3 * t_ref / n_iter
             rows.append((N, eps, it_log))
-            print(f"{N:>6} {eps:>7.0e} {it_log:>17.3f} {it_ref:>16.3f} {it_log / it_ref:>16.2f} "
-                  f"{same:>17.1e} {str(ref_ok):>13} {str(log_ok):>11}")
+            if eps == 0.05:
+                moderate_ref = it_ref
+            print(f"{N:>6} {eps:>7.0e} {it_log:>15.3f} {it_ref:>16.3f} {it_log / it_ref:>17.2f} "
+                  f"{same:>17.1e} {str(ref_ok):>13} {str(log_ok):>12} {it_log / moderate_ref:>17.2f}")
+        # what ReluJKO's later steps do: warm-started from the previous step's log b
+        eps = 1e-4
+        logK = log_kernel(C, eps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g0 = jko_step(q, logK, ClosedFormProx(V, tau / eps), max_iter=n_iter, tol=1e-300).g
+            t_warm, res = _timeit(lambda: jko_step(q, logK, ClosedFormProx(V, tau / eps), max_iter=n_iter, tol=1e-300,
+                                                   check_every=n_iter + 1, g0=g0), repeat=3)
+        it_warm = 1e3 * t_warm / n_iter
+        print(f"{N:>6} {'1e-04 w':>7} {it_warm:>15.3f} {'':>16} {'':>17} {'':>17} {'':>13} "
+              f"{str(bool(torch.isfinite(res.p).all())):>12} {it_warm / moderate_ref:>17.2f}")
+    print("(1e-04 w: warm-started from the previous step's log b, as ReluJKO's later steps are)")
     for eps in (0.05, 1e-4):
         pts = [(N, t) for N, e, t in rows if e == eps]
         if len(pts) >= 2:
             (n0, t0), (n1, t1) = pts[0], pts[-1]
-            print(f"eps={eps:g}: log-domain time per iteration grows as N^{math.log(t1 / t0) / math.log(n1 / n0):.2f} "
+            print(f"eps={eps:g}: jko_step time per iteration grows as N^{math.log(t1 / t0) / math.log(n1 / n0):.2f} "
                   f"from N={n0} to N={n1} (O(N^2) expected once N is large)")
 
 

@@ -215,3 +215,62 @@ def test_log_matvec_matches_logsumexp_even_when_the_kernel_underflows():
         v[5] = -math.inf
         expected = torch.logsumexp(logK + v[None, :], dim=1)
         torch.testing.assert_close(log_matvec(logK, torch.exp(logK), v), expected, rtol=1e-13, atol=1e-12)
+
+
+def _grid_problem(N=60, seed=3, zeros=False):
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.rand(N, 2, generator=g, dtype=F64)
+    q = torch.exp(-((grid - 0.5) ** 2).sum(1) / 0.05)
+    if zeros:
+        q[::7] = 0.0  # empty grid points stay empty
+    V = ((grid - 0.2) ** 2).sum(1)
+    return grid, q / q.sum(), V
+
+
+@pytest.mark.parametrize("eps", [0.05, 1e-2, 1e-3, 1e-4])
+@pytest.mark.parametrize("warm", [False, True])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_stabilised_scalings_agree_with_the_exact_log_domain(eps, warm, zeros):
+    """The fast path (dense products on an absorbed kernel, with its switches to the log domain)
+    reaches the fixed point of the exact log-domain iteration, wherever the dense kernel underflows."""
+    from algorithms.shallow.jko import _log_domain_step
+
+    grid, q, V = _grid_problem(zeros=zeros)
+    logK = log_kernel(cost_matrix(grid), eps)
+    lam = 0.1 / eps
+    g0 = None
+    if warm:  # the previous step's potentials, as ReluJKO passes them
+        g0 = _log_domain_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), lam), tol=1e-12, max_iter=20000).g
+    fast = jko_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), lam), tol=1e-12, max_iter=20000, g0=g0)
+    exact = _log_domain_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), lam), tol=1e-12, max_iter=20000, g0=g0)
+    assert fast.converged and exact.converged and fast.iterations <= 20000
+    torch.testing.assert_close(fast.p, exact.p, rtol=1e-9, atol=1e-13)
+    assert abs(float(fast.p.sum()) - 1.0) < 1e-12  # mass conservation
+    pi = plan(fast, logK)
+    torch.testing.assert_close(pi.sum(0), q, rtol=1e-9, atol=1e-14)  # columns sum to q
+    torch.testing.assert_close(pi.sum(1), fast.p, rtol=1e-9, atol=1e-14)
+    if zeros:
+        assert bool((fast.p[q == 0] >= 0).all())
+
+
+def test_small_epsilon_absorbs_into_the_kernel_and_stays_exact(monkeypatch):
+    import algorithms.shallow.jko as jko
+
+    built, switches = [], []
+    real_absorbed, real_log = jko._absorbed_kernel, jko._log_domain_step
+    monkeypatch.setattr(jko, "_absorbed_kernel", lambda *a: built.append(1) or real_absorbed(*a))
+    monkeypatch.setattr(jko, "_log_domain_step", lambda *a, **k: switches.append(k["max_iter"]) or real_log(*a, **k))
+    grid, q, V = _grid_problem()
+    logK = log_kernel(cost_matrix(grid), 1e-4)
+    r = jko_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), 1e3), tol=1e-12, max_iter=20000)
+    assert r.converged and bool(torch.isfinite(r.p).all())
+    assert switches == [jko.LOG_WARMUP], "one exact warm-up iteration, then the fast path"
+    assert built, "scalings outside the safe range were absorbed into the kernel"
+
+
+def test_the_iteration_budget_counts_every_iteration():
+    grid, q, V = _grid_problem()
+    logK = log_kernel(cost_matrix(grid), 1e-4)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        r = jko_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), 1e3), tol=1e-300, max_iter=37)
+    assert r.iterations == 37 and not r.converged and bool(torch.isfinite(r.p).all())

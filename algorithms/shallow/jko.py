@@ -128,10 +128,178 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
     ``g0`` : (N,) warm start for log b (e.g. the previous step's ``g``); default zeros.
     ``check_every`` : iterations between residual checks (each check is a host sync).
     ``kernel`` : exp(logK), if the caller keeps it across steps (else computed here once).
-    ``logK`` must be symmetric (a cost matrix of a grid with itself). Each iteration costs two
-    :func:`log_matvec` (O(N^2) matrix-vector products, with exact log-sum-exp only for underflowing rows).
-    Warns when ``max_iter`` is reached, and rolls back to the last finite iterate (status
-    "nonfinite") if the prox returns a negative or non-finite vector.
+
+    Iterations run as stabilised scalings with absorption (:func:`_stabilised_iterations`: two
+    dense matrix-vector products each, as cheap as the plain dense Sinkhorn). Where those would
+    leave the float64 range (a small epsilon, a cold start), the step goes on from the last finite
+    iterate with :data:`LOG_WARMUP` exact log-domain iterations (:func:`_log_domain_step`), whose
+    potentials make the absorbed kernel well scaled, and then with stabilised scalings again; after
+    :data:`MAX_SWITCHES` such switches the rest is done in the log domain. Warns when ``max_iter``
+    is reached, and rolls back to the last finite iterate (status "nonfinite") if the prox returns
+    a negative or non-finite vector.
+    """
+    if q.dim() != 1 or logK.shape != (q.shape[0], q.shape[0]):
+        raise ValueError(f"q must be (N,) and logK (N, N), got {tuple(q.shape)} and {tuple(logK.shape)}")
+    if bool((q < 0).any()) or not bool(torch.isfinite(q).all()):
+        raise ValueError("q must be finite and >= 0")
+    if int(max_iter) < 1 or int(check_every) < 1 or not tol > 0:
+        raise ValueError("need max_iter >= 1, check_every >= 1 and tol > 0")
+    q = q.to(F64)
+    if float(q.sum()) <= 0:
+        raise ValueError("q has zero total mass")
+    left, done, prox_iters, g = int(max_iter), 0, 0, g0
+    lo, hi = torch.aminmax(logK)
+    # a cold start on a kernel that underflows: a first exact iteration gives usable potentials
+    start_exact = g0 is None and float(lo) < _UNDERFLOW
+    # a cost matrix of a grid with itself: log K <= 0 with a zero diagonal, so its row maxima are 0
+    zero_row_max = float(hi) == 0.0 and bool((logK.diagonal() == 0).all())
+    for _ in range(MAX_SWITCHES):
+        if start_exact:
+            start_exact, last_good = False, g0
+        else:
+            outcome = _stabilised_iterations(q, logK, prox, left, tol, int(check_every), g, kernel,
+                                             zero_row_max and g is None)
+            done, left = done + outcome.iterations, left - outcome.iterations
+            prox_iters += outcome.prox_iterations
+            if outcome.result is not None:
+                return _counted(outcome.result, done, prox_iters)
+            last_good = outcome.last_good
+        warm = _log_domain_step(q, logK, prox, max_iter=min(LOG_WARMUP, left), tol=tol, check_every=int(check_every),
+                                g0=last_good, kernel=kernel, warn=left <= LOG_WARMUP)
+        done, left, prox_iters = done + warm.iterations, left - warm.iterations, prox_iters + warm.prox_iterations
+        if warm.converged or warm.status == "nonfinite" or left <= 0:
+            return _counted(warm, done, prox_iters)
+        g = warm.g
+    rest = _log_domain_step(q, logK, prox, max_iter=left, tol=tol, check_every=int(check_every), g0=g, kernel=kernel)
+    return _counted(rest, done + rest.iterations, prox_iters + rest.prox_iterations)
+
+
+# Stabilised scalings: how often they are checked, the range they are kept in, and the fallback.
+ABSORB_EVERY = 20
+ABSORB_ABOVE = 1e150
+LOG_WARMUP = 1
+MAX_SWITCHES = 4
+_UNDERFLOW = math.log(1e-300)
+
+
+def _absorbed_kernel(logK: torch.Tensor, F: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """exp(logK + F 1^T + 1 G^T), (N, N), built in place (one temporary)."""
+    Kt = logK + F[:, None]
+    Kt += G[None, :]
+    return Kt.exp_()
+
+
+def _counted(result: JKOResult, iterations: int, prox_iterations: int) -> JKOResult:
+    result.iterations, result.prox_iterations = iterations, prox_iterations
+    return result
+
+
+@dataclass
+class _Outcome:
+    """What :func:`_stabilised_iterations` did: a result, or (result None) the log b of the last
+    finite checked iterate to go on from; iterations and prox iterations that count."""
+
+    result: JKOResult | None
+    last_good: torch.Tensor
+    iterations: int
+    prox_iterations: int
+
+
+def _stabilised_iterations(q, logK, prox, max_iter: int, tol: float, check_every: int, g0, kernel,
+                           plain_start: bool = False) -> _Outcome:
+    r"""Sinkhorn iterations on plain scalings u, v of the absorbed kernel (Schmitzer 2019).
+
+    :math:`\tilde K = \exp(\log K + F 1^\top + 1 G^\top)`, a = e^F u, b = e^G v, so
+    :math:`z = K b = e^{-F} \tilde K v`, :math:`u = p \oslash \tilde K v` and
+    :math:`v = q \oslash \tilde K^\top u`: two dense (N, N) matrix-vector products an iteration.
+    F starts as minus the row maxima of log K + G (every row of K~ has largest entry 1). Every
+    :data:`ABSORB_EVERY` iterations and at each residual check (one host sync) scalings outside
+    [1/ABSORB_ABOVE, ABSORB_ABOVE] move into F, G and K~ is rebuilt (O(N^2) exponentials); a
+    non-finite iterate, a failing prox or an underflowed column ends the iterations (result None).
+    ``plain_start``: the caller knows that F = G = 0 (a cold start on a cost matrix's kernel).
+    """
+    mass = float(q.sum())
+    positive = q > 0
+    all_positive = bool(positive.all())
+    G = torch.zeros_like(q) if g0 is None else g0.to(F64).clone()
+    G = torch.where(positive, G, torch.full_like(G, -math.inf))
+    unshifted = plain_start and all_positive
+    F = torch.zeros_like(q) if unshifted else -(logK + G[None, :]).amax(dim=1)
+    if unshifted:  # K~ = K, symmetric: K~^T u = K~ u
+        Kt = KtT = kernel if kernel is not None else torch.exp(logK)
+    else:
+        Kt = _absorbed_kernel(logK, F, G)
+        KtT = Kt.T.contiguous()  # row-major products are the fastest
+    direct = unshifted and callable(prox)  # z = K~ v itself: the prox takes it as it is
+    v = torch.ones_like(q)
+    u = p = None
+    res_p = res_q = math.inf
+    prox_iters, status, check_p = 0, "max_iter", False
+    it, last_good = 0, G.clone()
+    Ktv = Kt @ v
+    for it in range(1, max_iter + 1):
+        check = it % check_every == 0
+        if check_p:
+            res_p = float((u * Ktv - p).abs().sum()) / mass
+            if res_p <= tol and res_q <= tol:
+                status = "converged"
+                it -= 1
+                break
+        try:
+            if direct:
+                p = prox(Ktv)
+            else:
+                log_z = torch.where(Ktv > 0, torch.log(Ktv), torch.full_like(Ktv, -math.inf)) - F
+                p = prox.solve_log(log_z) if hasattr(prox, "solve_log") else prox(torch.exp(log_z))
+        except FloatingPointError:
+            return _Outcome(None, last_good, it - 1, prox_iters)
+        prox_iters += int(getattr(prox, "iterations", 0) or 0)
+        u = p / Ktv if direct else torch.where(Ktv > 0, p / Ktv, torch.zeros_like(p))
+        Ktu = KtT @ u
+        check_p = check
+        if check:
+            res_q = float((v * Ktu - q).abs().sum()) / mass
+        v = q / Ktu if direct else torch.where(positive, q / Ktu, torch.zeros_like(q))
+        if check or it % ABSORB_EVERY == 0 or (it == 1 and not direct):
+            # one host sync; NaN propagates through min and max, a negative or empty p shows in p
+            v_pos = v if all_positive else torch.where(positive, v, torch.ones_like(v))
+            p_min, p_sum, u_max, v_max, v_min = torch.stack(
+                [p.min(), p.sum(), u.max(), v_pos.max(), v_pos.min()]).tolist()
+            if not (p_min >= 0 and 0 < p_sum < math.inf and u_max < math.inf and v_max < math.inf and v_min > 0):
+                return _Outcome(None, last_good, it - 1, prox_iters)
+            if u_max > ABSORB_ABOVE or v_max > ABSORB_ABOVE or v_min < 1 / ABSORB_ABOVE:
+                F = F + torch.where(u > 0, torch.log(u.clamp(min=1e-300)), torch.zeros_like(u))
+                G = torch.where(positive, G + torch.log(v), G)
+                v = torch.ones_like(v)
+                Kt = _absorbed_kernel(logK, F, G)
+                KtT = Kt.T.contiguous()
+                direct = False
+            last_good = torch.where(positive, G + torch.log(v), G)
+        Ktv = Kt @ v
+    else:
+        res_p = float((u * Ktv - p).abs().sum()) / mass
+        if res_p <= tol and res_q <= tol:
+            status = "converged"
+    if not bool(torch.isfinite(torch.stack([Ktv.sum(), u.sum(), v.sum()])).all()) or bool((p < 0).any()):
+        return _Outcome(None, last_good, it, prox_iters)
+    if status != "converged":
+        warnings.warn(f"JKO step: Sinkhorn did not converge in {max_iter} iterations "
+                      f"(residuals {res_p:.2e}, {res_q:.2e} > tol={tol}); increase max_iter or epsilon",
+                      RuntimeWarning)
+    f = F + torch.where(u > 0, torch.log(u.clamp(min=1e-300)), torch.full_like(u, -math.inf))
+    g = torch.where(positive, G + torch.log(v), torch.full_like(G, -math.inf))
+    return _Outcome(JKOResult(u * Ktv, f, g, it, status == "converged", res_p, res_q, prox_iters, status),
+                    last_good, it, prox_iters)
+
+
+def _log_domain_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
+                     max_iter: int = 2000, tol: float = 1e-9, check_every: int = 1,
+                     g0: torch.Tensor | None = None, kernel: torch.Tensor | None = None,
+                     warn: bool = True) -> JKOResult:
+    r"""The generalised Sinkhorn iteration of :func:`jko_step` exactly in the log domain: f = log a,
+    g = log b, each product a :func:`log_matvec` (an exact log-sum-exp for the rows where the
+    shifted dense product underflows). Never leaves the float64 range; the fallback of the
+    stabilised scalings. ``logK`` must be symmetric; ``warn``: warn when ``max_iter`` is reached.
     """
     if q.dim() != 1 or logK.shape != (q.shape[0], q.shape[0]):
         raise ValueError(f"q must be (N,) and logK (N, N), got {tuple(q.shape)} and {tuple(logK.shape)}")
@@ -186,7 +354,7 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
                 status = "converged"
     if f is None:
         raise FloatingPointError("JKO step: the first prox evaluation was not finite")
-    if status != "converged" and status != "nonfinite":
+    if status != "converged" and status != "nonfinite" and warn:
         warnings.warn(f"JKO step: Sinkhorn did not converge in {max_iter} iterations "
                       f"(residuals {res_p:.2e}, {res_q:.2e} > tol={tol}); increase max_iter or epsilon",
                       RuntimeWarning)
