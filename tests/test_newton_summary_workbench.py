@@ -98,3 +98,70 @@ def test_plotter_writes_figures(tiny_config, tmp_path):
     paths = PLOTTERS["newton_summary"](experiment.history["runs"], tmp_path)
     assert {p.name for p in paths} == {"newton_summary_lrs.png", "newton_summary_solver.png"}
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+# -- backend="auto" --------------------------------------------------------------------------------
+
+def test_auto_backend_choice_from_the_planned_refreshes(monkeypatch):
+    from algorithms.optimizers.newton_summary import summaries
+
+    cpu = torch.device("cpu")
+    n = summaries.AUTO_COMPILE_REFRESHES
+    assert summaries.choose_backend(n - 1, cpu)[0] == "reverse"
+    assert summaries.choose_backend(None, cpu)[0] == "reverse"
+    monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
+    assert summaries.choose_backend(n, cpu) == ("compiled", f"{n} refreshes planned")
+    monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (False, "no g++"))
+    assert summaries.choose_backend(10 * n, cpu) == ("reverse", "no g++")
+
+
+def test_no_compiler_on_path_means_no_compiled_backend(monkeypatch):
+    from algorithms.optimizers.newton_summary import summaries
+
+    monkeypatch.setattr(summaries.shutil, "which", lambda name: None)
+    available, why = summaries.compiled_backend_available(torch.device("cpu"))
+    assert not available and "not on PATH" in why
+
+
+def test_the_workbench_picks_the_backend_from_the_run_length_and_says_so(tiny_config, monkeypatch, capsys):
+    from algorithms.optimizers.newton_summary import summaries, workbench_algorithm
+
+    monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
+    monkeypatch.setattr(workbench_algorithm, "_NOTICES", set())
+    cls = ALGORITHMS["newton_summary"]
+    for max_steps, period, want in ((8, 3, "reverse"), (3 * summaries.AUTO_COMPILE_REFRESHES, 3, "compiled"),
+                                    (3 * summaries.AUTO_COMPILE_REFRESHES, 10, "reverse")):
+        problem = build_problem(_config(tiny_config, max_steps=max_steps))
+        algo = cls(problem, problem.build_model(), period_hg=period, hg_batch_size=16)
+        assert algo.backend == want and algo.info()["backend"] == want
+        assert algo.optimizer.param_groups[0]["backend"] == want
+        assert f"backend=auto refreshes with {want!r}" in capsys.readouterr().err
+    explicit = cls(problem, problem.build_model(), period_hg=3, hg_batch_size=16, backend="reverse")
+    assert explicit.backend == "reverse" and not explicit.optimizer.compile_fallback
+
+
+def test_a_failing_automatic_compile_falls_back_to_the_same_numbers(tiny_config, monkeypatch):
+    from algorithms.optimizers.newton_summary import summaries
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor: C++ compile failed")
+    monkeypatch.setattr(summaries, "_hg_compiled", broken)
+    monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
+    config = _config(tiny_config, dtype="float64", max_steps=3 * summaries.AUTO_COMPILE_REFRESHES)
+    problem = build_problem(config)
+    cls = ALGORITHMS["newton_summary"]
+    torch.manual_seed(0)
+    model = problem.build_model()
+    torch.manual_seed(0)
+    auto = cls(problem, copy.deepcopy(model), period_hg=3, hg_batch_size=16)
+    torch.manual_seed(0)
+    reverse = cls(problem, copy.deepcopy(model), period_hg=3, hg_batch_size=16, backend="reverse")
+    x, y = problem.data.x_train[:16], problem.data.y_train[:16]
+    with pytest.warns(RuntimeWarning, match="compiled refresh failed"):
+        first = auto.step(x, y)
+    second = reverse.step(x, y)
+    assert {k: v for k, v in first.items() if "time" not in k} == {k: v for k, v in second.items() if "time" not in k}
+    assert auto.optimizer.param_groups[0]["backend"] == "reverse"
+    with pytest.raises(RuntimeError):  # an explicit backend="compiled" raises
+        torch.manual_seed(0)
+        cls(problem, copy.deepcopy(model), period_hg=3, hg_batch_size=16, backend="compiled").step(x, y)

@@ -50,6 +50,7 @@ class Problem:
     dtype: torch.dtype
     batch_size: int | None = None
     eval_batch_size: int = 10_000
+    planned_steps: int | None = None  # mini-batch steps a run's budget allows (None: time-limited only)
 
     @property
     def task(self) -> str:

@@ -37,7 +37,7 @@ from workbench.executors import InProcess, make_executor, resolved_workers, thre
 from workbench.history_file import HistoryFile
 from workbench.problem import DataSplit, Problem
 from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, closest_hint, load_all
-from workbench.training import FINAL_STATUSES, RunState, read_checkpoint
+from workbench.training import FINAL_STATUSES, RunState, planned_steps, read_checkpoint
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
@@ -143,7 +143,8 @@ def build_problem(config: dict, device: torch.device | None = None, data: DataSp
         return model.to(device=device, dtype=dtype)
 
     batch_size = config["batch_size"]
-    return Problem(data=data, build_model=build_model, device=device, dtype=dtype, batch_size=batch_size)
+    return Problem(data=data, build_model=build_model, device=device, dtype=dtype, batch_size=batch_size,
+                   planned_steps=planned_steps(config, len(data.x_train)))
 
 
 def _model_args_message(config: dict, model_fn, exc: TypeError) -> str:

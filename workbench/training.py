@@ -157,6 +157,14 @@ class _Outbox:
         self.last = time.perf_counter()
 
 
+def planned_steps(config: dict, n_train: int, full_batch: bool = False) -> int | None:
+    """The steps a run's budget allows (``max_steps``, ``epochs``; a full-batch run takes one step
+    an epoch); None when only ``max_time`` limits it."""
+    per_epoch = 1 if (full_batch or config["batch_size"] is None) else math.ceil(n_train / config["batch_size"])
+    budget = [b for b in (config["max_steps"], config["epochs"] and config["epochs"] * per_epoch) if b]
+    return min(budget) if budget else None
+
+
 class TrainingRun:
     """Trains one planned run and reports it through a channel (module docstring).
 
@@ -216,11 +224,7 @@ class TrainingRun:
 
     # -- the loop ---------------------------------------------------------------------------
     def _budget(self) -> int | None:
-        cfg, algo = self.config, self.algo
-        n, bs = self.problem.n_train, self.problem.batch_size
-        steps_per_epoch = 1 if (algo.full_batch or bs is None) else math.ceil(n / bs)
-        budget = [b for b in (cfg["max_steps"], cfg["epochs"] and cfg["epochs"] * steps_per_epoch) if b]
-        return min(budget) if budget else None
+        return planned_steps(self.config, self.problem.n_train, self.algo.full_batch)
 
     def _next_batch(self, full: bool, bs: int, perm_on_device: list):
         data, state, n = self.problem.data, self.state, self.problem.n_train

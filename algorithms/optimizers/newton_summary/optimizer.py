@@ -77,6 +77,8 @@ class NewtonSummary(Optimizer):
             ``"compiled"``: the reverse loop traced and compiled by inductor, fastest on CPU after a
             one-off compile of 10-35 s; needs a C++ compiler).
         loader_pre_hook: optional ``(x, y) -> (x, y)`` applied to hg batches (device, dtype).
+        compile_fallback: with ``backend="compiled"``, a refresh whose compile fails warns once and
+            goes on with ``"reverse"`` (for a backend chosen automatically) instead of raising.
 
     Logging: ``group["lr"]`` per subset, and :attr:`summary_state` (``step``, ``lrs`` smoothed,
     ``eta`` raw, ``r``, ``x0``, ``status``, ``status_counts``, ``refresh_time``, ``refreshes``,
@@ -98,7 +100,8 @@ class NewtonSummary(Optimizer):
                  dct_nesterov: dict | None = None, period_hg: int = 1, mom_lrs: float = 0.0,
                  remove_negative: bool = False, momentum: float = 0.0, momentum_damp: float = 0.0,
                  ridge: float = 0.0, noregul: bool = False, model: torch.nn.Module | None = None,
-                 backend: str = "auto", loader_pre_hook: Callable | None = None):
+                 backend: str = "auto", loader_pre_hook: Callable | None = None,
+                 compile_fallback: bool = False):
         _check_nonneg("damping", damping)
         _check_nonneg("ridge", ridge)
         if isinstance(period_hg, bool) or not isinstance(period_hg, int) or period_hg < 1:
@@ -120,6 +123,7 @@ class NewtonSummary(Optimizer):
         self.hg_loader = hg_loader
         self.model = model
         self.loader_pre_hook = loader_pre_hook
+        self.compile_fallback = compile_fallback
         self._hg_iter = None
         defaults = dict(lr=0.0, damping=float(damping), period_hg=period_hg, mom_lrs=float(mom_lrs),
                         remove_negative=bool(remove_negative), momentum=float(momentum),
@@ -220,8 +224,18 @@ class NewtonSummary(Optimizer):
         x, y = self._next_hg_batch()
         start = time.perf_counter()
         flat_u = [u for us in directions for u in us]
-        H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
-                              order3=not plain, backend=g0["backend"])
+        try:
+            H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
+                                  order3=not plain, backend=g0["backend"])
+        except Exception as exc:  # noqa: BLE001  a compile that fails here (toolchain, unsupported op)
+            if not (self.compile_fallback and g0["backend"] == "compiled"):
+                raise
+            warnings.warn(f"NewtonSummary: the compiled refresh failed ({type(exc).__name__}: {exc}); "
+                          "refreshing with the reverse loop from now on", RuntimeWarning)
+            for group in self.param_groups:
+                group["backend"] = "reverse"
+            H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
+                                  order3=not plain, backend="reverse")
         if plain:
             eta, info = _newton(H, g, g0["ridge"])
         else:

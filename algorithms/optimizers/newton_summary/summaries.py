@@ -31,7 +31,9 @@ Backends (same numbers, different cost):
   order3) traces and compiles: about 25-35 s on this CPU, once; a new batch shape (a last
   partial batch) compiles again. Needs a C++ compiler for inductor on CPU.
 
-``"auto"`` picks ``"reverse"`` (no compile stall; ``"compiled"`` is opt-in). Measured on CPU (``bench/newton_summary.py``), the vmapped backends
+``"auto"`` in :func:`compute_Hg` means ``"reverse"``; the optimizer's users that know how long a run
+is pick with :func:`choose_backend` (the workbench's ``newton_summary`` does: ``"compiled"`` for a
+run of at least :data:`AUTO_COMPILE_REFRESHES` refreshes where inductor can compile). Measured on CPU (``bench/newton_summary.py``), the vmapped backends
 are SLOWER than the pruned loop (about 2.5x for a 784-128-64-10 MLP, 6x for 784-1024-200-100-10,
 batch 100): vmap turns the S masked directions into dense (S, *p) tangents, so every direction pays
 for every layer, while the loop's reverse passes skip the layers before subset s. They exist for
@@ -63,15 +65,58 @@ training one under ``"func"``/``"batched"`` (vmap); put them in eval mode first.
 """
 from __future__ import annotations
 
+import shutil
 import weakref
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["compute_Hg", "compute_Hg_reverse", "flatten_groups", "check_direction"]
+__all__ = ["compute_Hg", "compute_Hg_reverse", "flatten_groups", "check_direction", "choose_backend",
+           "compiled_backend_available"]
 
 BACKENDS = ("auto", "func", "batched", "reverse", "compiled")
+
+# Refreshes from which ``choose_backend`` picks "compiled". bench/newton_summary_auto.py (784-128-64-10,
+# 2 CPU threads): the first compiled refresh takes 46 s with a cold inductor cache and 14 s warm
+# (tracing and AOT still run), and each refresh saves 7 ms (10.2 -> 3.1 ms). From 5000 refreshes a
+# run with a warm cache spends about 0.6x the reverse loop's refresh time, one with a cold cache
+# about 1.2x; from 20000, 0.4x and 0.5x.
+AUTO_COMPILE_REFRESHES = 5000
+
+
+def compiled_backend_available(device: torch.device) -> tuple[bool, str]:
+    """Whether ``backend="compiled"`` can run on ``device`` (inductor needs a C++ compiler on the
+    CPU, triton on CUDA), and if not, why."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return (True, "") if has_triton() else (False, "triton is not installed")
+    if device.type != "cpu":
+        return False, f"no compiled backend for {device.type} here"
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        compiler = get_cpp_compiler()
+    except Exception as exc:  # noqa: BLE001  whatever inductor's search raises
+        return False, f"inductor finds no C++ compiler ({exc})"
+    if shutil.which(str(compiler).split()[0]) is None:
+        return False, f"the C++ compiler {compiler!r} is not on PATH"
+    return True, ""
+
+
+def choose_backend(planned_refreshes: int | None, device: torch.device) -> tuple[str, str]:
+    """(backend, why) for ``backend="auto"`` in a run of ``planned_refreshes`` refreshes (None:
+    unknown, e.g. a run limited by time only): "compiled" when the run is long enough to repay
+    the compile (:data:`AUTO_COMPILE_REFRESHES`) and inductor can compile here, else "reverse"."""
+    if planned_refreshes is None or planned_refreshes < AUTO_COMPILE_REFRESHES:
+        planned = "an unknown number of" if planned_refreshes is None else str(planned_refreshes)
+        return "reverse", (f"{planned} refreshes planned; the compiled backend repays its compile from "
+                           f"{AUTO_COMPILE_REFRESHES}")
+    available, why = compiled_backend_available(device)
+    if not available:
+        return "reverse", why
+    return "compiled", f"{planned_refreshes} refreshes planned"
 
 
 def flatten_groups(param_groups) -> tuple[list[Tensor], list[int]]:

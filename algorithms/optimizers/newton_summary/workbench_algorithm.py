@@ -5,7 +5,11 @@ Parameters (config ``runs`` entries; every one has a default):
 - ``partition``: "canonical" (one subset per tensor) | "wb" | "trivial";
 - ``damping`` (lambda_1), ``damping_int`` (lambda_int), ``use_nesterov`` (cubic model on/off),
   ``period_hg``, ``mom_lrs``, ``remove_negative``, ``momentum``, ``momentum_damp``, ``ridge``,
-  ``noregul``, ``backend``: as in :class:`NewtonSummary`;
+  ``noregul``: as in :class:`NewtonSummary`;
+- ``backend``: as in :class:`NewtonSummary`; ``"auto"`` (default) picks ``"compiled"`` for a run
+  of at least :data:`~algorithms.optimizers.newton_summary.summaries.AUTO_COMPILE_REFRESHES`
+  refreshes (planned steps / ``period_hg``) where inductor can compile, else ``"reverse"``, and says
+  which on stderr; a compile that fails falls back to ``"reverse"`` with a warning;
 - ``hg_batch_size``: size of the batches of the separate summary stream.
 
 The summaries are taken on batches of a separate shuffled stream over the training set, driven by
@@ -19,6 +23,8 @@ counts ``solver_<status>`` (easy, hard, newton, zero_gradient, unbounded, failed
 """
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
 import torch
@@ -26,10 +32,19 @@ import torch
 from algorithms.optimizers.newton_summary import models as _models  # noqa: F401  registers scaled_mlp
 from algorithms.optimizers.newton_summary import partition as _partition
 from algorithms.optimizers.newton_summary.optimizer import NewtonSummary
+from algorithms.optimizers.newton_summary.summaries import choose_backend
 from workbench.algorithm import Algorithm, register_algorithm
 from workbench.registry import ConfigError
 
 PARTITIONS = {"canonical": _partition.canonical, "wb": _partition.wb, "trivial": _partition.trivial}
+_NOTICES: set[str] = set()
+
+
+def _notice(line: str) -> None:
+    """One line on stderr, once per process (every run of an experiment would repeat it)."""
+    if line not in _NOTICES:
+        _NOTICES.add(line)
+        print(line, file=sys.stderr)
 
 
 class HGStream:
@@ -80,17 +95,24 @@ class NewtonSummaryAlgorithm(Algorithm):
         self.param_groups, self.name_groups = PARTITIONS[params["partition"]](model)
         data = problem.data
         self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], torch.initial_seed())
-        self.optimizer = self._build(self.param_groups, model, self.hg_stream, params, self.full_loss)
+        self.backend = params["backend"]
+        if self.backend == "auto":
+            steps = getattr(problem, "planned_steps", None)
+            refreshes = None if steps is None else math.ceil(steps / params["period_hg"])
+            self.backend, why = choose_backend(refreshes, problem.device)
+            _notice(f"newton_summary: backend=auto refreshes with {self.backend!r} ({why})")
+        self.optimizer = self._build(self.param_groups, model, self.hg_stream, {**params, "backend": self.backend},
+                                     self.full_loss, compile_fallback=params["backend"] == "auto")
 
     @staticmethod
-    def _build(param_groups, model, stream, params, full_loss):
+    def _build(param_groups, model, stream, params, full_loss, compile_fallback=False):
         return NewtonSummary(
             param_groups, full_loss, stream, damping=params["damping"],
             dct_nesterov={"use": params["use_nesterov"], "damping_int": params["damping_int"]},
             period_hg=params["period_hg"], mom_lrs=params["mom_lrs"],
             remove_negative=params["remove_negative"], momentum=params["momentum"],
             momentum_damp=params["momentum_damp"], ridge=params["ridge"], noregul=params["noregul"],
-            model=model, backend=params["backend"])
+            model=model, backend=params["backend"], compile_fallback=compile_fallback)
 
     @classmethod
     def check_params(cls, params: dict) -> None:
@@ -121,7 +143,7 @@ class NewtonSummaryAlgorithm(Algorithm):
         return metrics
 
     def info(self) -> dict[str, Any]:
-        return {"name_groups": self.name_groups, "S": len(self.name_groups),
+        return {"name_groups": self.name_groups, "S": len(self.name_groups), "backend": self.backend,
                 "group_sizes": [sum(p.numel() for p in g["params"]) for g in self.param_groups]}
 
     def state_dict(self) -> dict[str, Any]:
