@@ -146,3 +146,42 @@ def test_first_order_improvement_is_exact_where_flagged(activation):
         assert D_num == pytest.approx(p.first_order_improvement, rel=1e-5)
     else:
         assert D_num != pytest.approx(p.first_order_improvement, rel=1e-5)
+
+
+@pytest.mark.parametrize("constant, n", [(0, 300), (4, 300), (4, 9), (9, 300)])
+def test_pinv_solve_equals_the_eigh_pseudo_inverse(constant, n):
+    """S2^+ N by deflating constant inputs equals the eigh route's S^{-1/2} S^{-1/2} N (float64),
+    also when the samples are fewer than the inputs (a rank-deficient S2 beyond the constants)."""
+    from algorithms.growth.linalg import pinv_solve_psd, sqrt_inverse_psd
+
+    g = torch.Generator().manual_seed(constant + n)
+    C = torch.randn(n, 12, generator=g, dtype=DT)
+    C[:, :constant] = torch.linspace(-1, 2, max(constant, 1), dtype=DT)[:constant]  # constant inputs
+    C = torch.cat([C, torch.ones(n, 1, dtype=DT)], dim=1)  # the ones column last, as with_ones does
+    S2 = C.T @ C / n
+    N = C.T @ torch.randn(n, 3, generator=g, dtype=DT) / n  # in the range of S2, as TINY's N is
+    half = sqrt_inverse_psd(S2, 1e-6)
+    torch.testing.assert_close(pinv_solve_psd(S2, N, 1e-6), half @ (half @ N), rtol=1e-10, atol=1e-12)
+
+
+def test_constant_inputs_and_few_samples_auto_commits_what_eigh_commits():
+    """MNIST's case: constant border pixels and fewer samples than inputs make S2 singular; the
+    committed weights (not only the outputs on the data) equal the eigh route's."""
+    torch.manual_seed(3)
+    model = GrowingMLP(12, 3, [4], 1, activation="selu", dtype=DT)
+    X = torch.randn(10, 12, dtype=DT)
+    X[:, :5] = -0.4242  # a normalised zero pixel
+    Y = torch.sin(X[:, :3])
+    _collect(model, X, Y)
+    weights = {}
+    for route in ("auto", "eigh"):
+        m = copy.deepcopy(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m.compute_optimal_updates(maximum_added_neurons=2, statistical_threshold=0.0, whitening=route)
+        m.select_update(0)
+        m.set_scaling_factor(1.0)
+        m.apply_change()
+        weights[route] = [p.detach().clone() for p in m.parameters()]
+    for a, b in zip(weights["auto"], weights["eigh"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

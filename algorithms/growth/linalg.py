@@ -26,6 +26,64 @@ def sqrt_inverse_psd(S: torch.Tensor, numerical_threshold: float = 1e-6) -> torc
     return (Qk * w[keep].rsqrt()) @ Qk.T
 
 
+def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float = 1e-6) -> torch.Tensor:
+    """W = S^+ N for a symmetric PSD S (r, r) and N (r, q), float64, where S^+ keeps only the
+    eigenvalues > ``numerical_threshold`` (the pseudo-inverse of :func:`sqrt_inverse_psd`:
+    S^+ = S^{-1/2} S^{-1/2}).
+
+    Coordinates that are exactly proportional to the last one (constant inputs against the ones
+    column: the border pixels of MNIST) give null directions n_i = e_i - k_i e_b, k_i = S_ib / S_bb,
+    detected by E[c_i^2] - E[c_i c_b]^2 / E[c_b^2] = 0 (Cauchy-Schwarz). Their orthogonal
+    complement has the orthonormal basis Q_c = [e_j (j kept), u], u = (e_b + sum_i k_i e_i) / |.|,
+    so S = Q_c A Q_c^T with A = Q_c^T S Q_c, built in O(r^2) and with the same nonzero eigenvalues:
+    A is solved by Cholesky when that succeeds with every pivot above the threshold (as
+    :func:`algorithms.growth.tiny.tiny_added_parameters` accepts for S itself; the usual case of
+    enough samples), else by an eigendecomposition of A, smaller than S by the constant inputs. Exact when those
+    directions are exactly null (float64 statistics); with float32-accumulated statistics they
+    are null to the statistics' own rounding."""
+    S, N = 0.5 * (S + S.T).double(), N.double()
+    r = S.shape[0]
+    b = r - 1
+    diag = S.diagonal()
+    if r > 1 and float(S[b, b]) > 0:
+        k = S[:, b] / S[b, b]
+        var = diag - S[:, b] * k
+        constant = (var <= 1e-6 * diag) & (var <= numerical_threshold)
+        constant[b] = False
+    else:
+        constant = torch.zeros(r, dtype=torch.bool, device=S.device)
+    if not bool(constant.any()):
+        w, Q = torch.linalg.eigh(S)
+        keep = w > numerical_threshold
+        Qk = Q[:, keep]
+        return (Qk / w[keep]) @ (Qk.T @ N)
+    idx_c = torch.nonzero(constant).flatten()
+    idx_j = torch.nonzero(~constant).flatten()
+    idx_j = idx_j[idx_j != b]
+    u_sub = torch.cat([k[idx_c], torch.ones(1, dtype=S.dtype, device=S.device)])  # on (constant, b)
+    u_sub = u_sub / u_sub.norm()
+    idx_u = torch.cat([idx_c, torch.tensor([b], device=S.device)])
+    S_ju = S.index_select(0, idx_j).index_select(1, idx_u) @ u_sub
+    S_uu = u_sub @ S.index_select(0, idx_u).index_select(1, idx_u) @ u_sub
+    A = torch.empty(idx_j.numel() + 1, idx_j.numel() + 1, dtype=S.dtype, device=S.device)
+    A[:-1, :-1] = S.index_select(0, idx_j).index_select(1, idx_j)
+    A[:-1, -1] = A[-1, :-1] = S_ju
+    A[-1, -1] = S_uu
+    QcT_N = torch.cat([N.index_select(0, idx_j), (u_sub @ N.index_select(0, idx_u))[None, :]])
+    L, info = torch.linalg.cholesky_ex(A)
+    if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
+        X = torch.cholesky_solve(QcT_N, L)                   # A invertible: A^+ = A^{-1}
+    else:
+        w, Q = torch.linalg.eigh(A)
+        keep = w > numerical_threshold
+        Qk = Q[:, keep]
+        X = (Qk / w[keep]) @ (Qk.T @ QcT_N)                  # A^+ Q_c^T N
+    W = torch.zeros_like(N)
+    W[idx_j] = X[:-1]
+    W[idx_u] += u_sub[:, None] * X[-1][None, :]
+    return W
+
+
 def optimal_delta(S: torch.Tensor, M: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Best first-order update of the consumer's weights (natural gradient / least squares).
 

@@ -21,8 +21,9 @@ from the q x q matrix Z^T Z = N^T S2^{-1} N = V diag(lambda^2) V^T:
     W = S2^{-1} N (Cholesky solve, (r, q)),  alpha = diag(lambda_k^{-1/2}) V_k^T W^T,  Omega = V_k diag(sqrt(lambda_k)).
 
 ``"cholesky"`` uses this route when the Cholesky factorisation succeeds with every pivot above
-``numerical_threshold`` (then S2 is invertible and the result equals ``"eigh"``'s) and falls back to
-``"eigh"`` otherwise. ``"ridge"`` uses it with S2 + eps I, eps = max(numerical_threshold,
+``numerical_threshold`` (then S2 is invertible and the result equals ``"eigh"``'s); otherwise W is
+the pseudo-inverse solve S2^+ N of :func:`~algorithms.growth.linalg.pinv_solve_psd` (``"eigh"``'s
+truncation, on S2 deflated by its constant inputs, e.g. MNIST's border pixels). ``"ridge"`` uses it with S2 + eps I, eps = max(numerical_threshold,
 1e-6 tr(S2)), when S2 is singular (for
 example constant pixels of MNIST): a Tikhonov instead of a truncated pseudo-inverse; N lies in the
 range of S2, so the two differ only in the directions with eigenvalues near the threshold.
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.growth.linalg import sqrt_inverse_psd
+from algorithms.growth.linalg import pinv_solve_psd, sqrt_inverse_psd
 
 
 def projected_residual(M2: torch.Tensor, P: torch.Tensor | None, delta: torch.Tensor | None) -> torch.Tensor:
@@ -102,23 +103,23 @@ def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_
     N = N.double()
     if S2 is not None and whitening != "eigh":
         L = _cholesky(S2.double(), numerical_threshold, ridge=whitening == "ridge")
-        if L is not None:
-            W = torch.cholesky_solve(N, L)                       # (r, q) = S2^{-1} N
-            G = N.T @ W                                          # (q, q) = Z^T Z
-            mu, V = torch.linalg.eigh(0.5 * (G + G.T))
-            rank_cap = min(N.shape)                               # a thin SVD has min(r, q) values
-            lam_all = mu.flip(0).clamp_min(0).sqrt()[:rank_cap]  # descending singular values of Z
-            V = V.flip(1)[:, :rank_cap]
-            k = select_neurons(lam_all, statistical_threshold, maximum_added_neurons)
-            lam, V = lam_all[:k], V[:, :k]
-            inv_root = torch.where(lam > 0, lam.clamp_min(torch.finfo(lam.dtype).tiny).rsqrt(), 0.0)
-            if ignore_singular_values:
-                alpha = (inv_root ** 2)[:, None] * (W @ V).T
-                omega = V
-            else:
-                alpha = inv_root[:, None] * (W @ V).T
-                omega = V * lam.sqrt()[None, :]
-            return *orient_neurons(alpha, omega), lam
+        # (r, q) = S2^{-1} N, or S2^+ N (the eigh route's pseudo-inverse) when S2 is singular
+        W = torch.cholesky_solve(N, L) if L is not None else pinv_solve_psd(S2, N, numerical_threshold)
+        G = N.T @ W                                          # (q, q) = Z^T Z
+        mu, V = torch.linalg.eigh(0.5 * (G + G.T))
+        rank_cap = min(N.shape)                               # a thin SVD has min(r, q) values
+        lam_all = mu.flip(0).clamp_min(0).sqrt()[:rank_cap]  # descending singular values of Z
+        V = V.flip(1)[:, :rank_cap]
+        k = select_neurons(lam_all, statistical_threshold, maximum_added_neurons)
+        lam, V = lam_all[:k], V[:, :k]
+        inv_root = torch.where(lam > 0, lam.clamp_min(torch.finfo(lam.dtype).tiny).rsqrt(), 0.0)
+        if ignore_singular_values:
+            alpha = (inv_root ** 2)[:, None] * (W @ V).T
+            omega = V
+        else:
+            alpha = inv_root[:, None] * (W @ V).T
+            omega = V * lam.sqrt()[None, :]
+        return *orient_neurons(alpha, omega), lam
     S_inv_half = None if S2 is None else sqrt_inverse_psd(S2, numerical_threshold)
     Z = N if S_inv_half is None else S_inv_half @ N
     U, lam, Vh = torch.linalg.svd(Z, full_matrices=False)
