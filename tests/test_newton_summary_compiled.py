@@ -14,14 +14,26 @@ from tests._newton_summary_helpers import batch, brute_summaries, ce_loss, F_of_
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cl")),
                     reason="torch.compile's inductor backend needs a C++ compiler")
 @pytest.mark.parametrize("make", [partition.canonical, partition.wb])
-def test_compiled_matches_brute_force_and_follows_parameter_updates(make):
+def test_compiled_matches_brute_force_and_follows_parameter_updates(make, tmp_path, monkeypatch):
+    """Also: the compiled package goes to the on-disk cache, and a later run (a fresh process:
+    nothing in memory) loads it instead of compiling; without a package it is asked to use and
+    not to compile, it says so (NotCompiled)."""
+    from algorithms.optimizers.newton_summary import summaries
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     model = tanh_mlp()
     x, y = batch()
     pg, _ = make(model)
     torch.manual_seed(5)
     u = [torch.randn_like(p) for g in pg for p in g["params"]]
-    for step in range(2):  # the second refresh reuses the compiled graph at new parameters
-        H, g, o3 = compute_Hg(pg, ce_loss(model), x, y, u, model=model, backend="compiled")
+    with pytest.raises(summaries.NotCompiled):
+        compute_Hg(pg, ce_loss(model), x, y, u, model=model, backend="compiled", compile_missing=False)
+    for step in range(3):  # later refreshes reuse the compiled graph at new parameters
+        if step == 2:
+            assert len(list((tmp_path / "newton_summary").glob("*.pt2"))) == 1
+            summaries._COMPILED.clear()  # a later run: traced again, the package loaded from disk
+        H, g, o3 = compute_Hg(pg, ce_loss(model), x, y, u, model=model, backend="compiled",
+                              compile_missing=step < 2)
         g_ref, H_ref, o3_ref = brute_summaries(F_of_t(model, ce_loss(model), pg, u, x, y), len(pg))
         torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-12)
         torch.testing.assert_close(H, H_ref, rtol=1e-8, atol=1e-12)
@@ -39,3 +51,4 @@ def test_compiled_needs_the_model():
     u = [torch.ones_like(p) for g in pg for p in g["params"]]
     with pytest.raises(ValueError, match="needs the model"):
         compute_Hg(pg, ce_loss(model), x, y, u, backend="compiled")
+

@@ -106,13 +106,15 @@ def test_auto_backend_choice_from_the_planned_refreshes(monkeypatch):
     from algorithms.optimizers.newton_summary import summaries
 
     cpu = torch.device("cpu")
-    n = summaries.AUTO_COMPILE_REFRESHES
-    assert summaries.choose_backend(n - 1, cpu)[0] == "reverse"
-    assert summaries.choose_backend(None, cpu)[0] == "reverse"
+    trace, compile_ = summaries.AUTO_TRACE_REFRESHES, summaries.AUTO_COMPILE_REFRESHES
     monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
-    assert summaries.choose_backend(n, cpu) == ("compiled", f"{n} refreshes planned")
+    assert summaries.choose_backend(trace - 1, cpu)[:2] == ("reverse", False)
+    assert summaries.choose_backend(None, cpu)[:2] == ("reverse", False)
+    assert summaries.choose_backend(trace, cpu)[:2] == ("compiled", False)  # a cached package only
+    assert summaries.choose_backend(compile_ - 1, cpu)[:2] == ("compiled", False)
+    assert summaries.choose_backend(compile_, cpu) == ("compiled", True, f"{compile_} refreshes planned")
     monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (False, "no g++"))
-    assert summaries.choose_backend(10 * n, cpu) == ("reverse", "no g++")
+    assert summaries.choose_backend(10 * compile_, cpu) == ("reverse", False, "no g++")
 
 
 def test_no_compiler_on_path_means_no_compiled_backend(monkeypatch):
@@ -129,12 +131,14 @@ def test_the_workbench_picks_the_backend_from_the_run_length_and_says_so(tiny_co
     monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
     monkeypatch.setattr(workbench_algorithm, "_NOTICES", set())
     cls = ALGORITHMS["newton_summary"]
-    for max_steps, period, want in ((8, 3, "reverse"), (3 * summaries.AUTO_COMPILE_REFRESHES, 3, "compiled"),
-                                    (3 * summaries.AUTO_COMPILE_REFRESHES, 10, "reverse")):
+    n = summaries.AUTO_COMPILE_REFRESHES
+    for max_steps, period, want, compile_missing in ((8, 3, "reverse", False), (3 * n, 3, "compiled", True),
+                                                     (3 * n, 10, "compiled", False), (n, 10, "reverse", False)):
         problem = build_problem(_config(tiny_config, max_steps=max_steps))
         algo = cls(problem, problem.build_model(), period_hg=period, hg_batch_size=16)
         assert algo.backend == want and algo.info()["backend"] == want
         assert algo.optimizer.param_groups[0]["backend"] == want
+        assert algo.optimizer.compile_missing == compile_missing or want == "reverse"
         assert f"backend=auto refreshes with {want!r}" in capsys.readouterr().err
     explicit = cls(problem, problem.build_model(), period_hg=3, hg_batch_size=16, backend="reverse")
     assert explicit.backend == "reverse" and not explicit.optimizer.compile_fallback

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 import warnings
 from typing import Callable
@@ -17,7 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 from algorithms.optimizers.newton_summary.cubic import STATUSES, nesterov_lrs
-from algorithms.optimizers.newton_summary.summaries import BACKENDS, compute_Hg
+from algorithms.optimizers.newton_summary.summaries import BACKENDS, NotCompiled, compute_Hg
 
 __all__ = ["NewtonSummary"]
 
@@ -79,6 +80,8 @@ class NewtonSummary(Optimizer):
         loader_pre_hook: optional ``(x, y) -> (x, y)`` applied to hg batches (device, dtype).
         compile_fallback: with ``backend="compiled"``, a refresh whose compile fails warns once and
             goes on with ``"reverse"`` (for a backend chosen automatically) instead of raising.
+        compile_missing: with ``backend="compiled"``, compile the refresh when its package is not
+            in the on-disk cache; False: refresh with ``"reverse"`` then (said once on stderr).
 
     Logging: ``group["lr"]`` per subset, and :attr:`summary_state` (``step``, ``lrs`` smoothed,
     ``eta`` raw, ``r``, ``x0``, ``status``, ``status_counts``, ``refresh_time``, ``refreshes``,
@@ -101,7 +104,7 @@ class NewtonSummary(Optimizer):
                  remove_negative: bool = False, momentum: float = 0.0, momentum_damp: float = 0.0,
                  ridge: float = 0.0, noregul: bool = False, model: torch.nn.Module | None = None,
                  backend: str = "auto", loader_pre_hook: Callable | None = None,
-                 compile_fallback: bool = False):
+                 compile_fallback: bool = False, compile_missing: bool = True):
         _check_nonneg("damping", damping)
         _check_nonneg("ridge", ridge)
         if isinstance(period_hg, bool) or not isinstance(period_hg, int) or period_hg < 1:
@@ -124,6 +127,7 @@ class NewtonSummary(Optimizer):
         self.model = model
         self.loader_pre_hook = loader_pre_hook
         self.compile_fallback = compile_fallback
+        self.compile_missing = compile_missing
         self._hg_iter = None
         defaults = dict(lr=0.0, damping=float(damping), period_hg=period_hg, mom_lrs=float(mom_lrs),
                         remove_negative=bool(remove_negative), momentum=float(momentum),
@@ -226,7 +230,14 @@ class NewtonSummary(Optimizer):
         flat_u = [u for us in directions for u in us]
         try:
             H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
-                                  order3=not plain, backend=g0["backend"])
+                                  order3=not plain, backend=g0["backend"], compile_missing=self.compile_missing)
+        except NotCompiled as exc:
+            print(f"NewtonSummary: {exc}; refreshing with the reverse loop (a longer run compiles one)",
+                  file=sys.stderr)
+            for group in self.param_groups:
+                group["backend"] = "reverse"
+            H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
+                                  order3=not plain, backend="reverse")
         except Exception as exc:  # noqa: BLE001  a compile that fails here (toolchain, unsupported op)
             if not (self.compile_fallback and g0["backend"] == "compiled"):
                 raise

@@ -24,16 +24,16 @@ Backends (same numbers, different cost):
   implementation's scheme), row s of :math:`\bar H` differentiated only w.r.t. subsets >= s and
   order3_s only w.r.t. subset s; the test oracle and the benchmark baseline.
 
-* ``"compiled"`` (needs ``model``): the ``"reverse"`` loop traced once into one aten graph
-  (``make_fx`` through ``functional_call``, so the parameters, u, x and y are graph inputs), CSE
-  and DCE, then compiled by inductor. Same arithmetic as ``"reverse"`` (float round-off aside),
-  no autograd-engine work per refresh. The first call per (model, partition, shapes, dtype,
-  order3) traces and compiles: about 25-35 s on this CPU, once; a new batch shape (a last
-  partial batch) compiles again. Needs a C++ compiler for inductor on CPU.
+* ``"compiled"`` (needs ``model``): the ``"reverse"`` loop traced once per process into one aten
+  graph (``make_fx`` through ``functional_call``, so the parameters, u, x and y are graph inputs;
+  ~4 s), CSE and DCE, then compiled ahead of time by AOTInductor into a package stored in
+  inductor's on-disk cache under the hash of the graph and its input shapes (:func:`package_dir`;
+  ~40 s, once per machine); later runs of the same graph load the package in ~0.03 s. Same
+  arithmetic as ``"reverse"`` (float round-off aside), no autograd-engine work per refresh. A new
+  batch shape (a last partial batch) is another graph. Needs a C++ compiler on CPU.
 
 ``"auto"`` in :func:`compute_Hg` means ``"reverse"``; the optimizer's users that know how long a run
-is pick with :func:`choose_backend` (the workbench's ``newton_summary`` does: ``"compiled"`` for a
-run of at least :data:`AUTO_COMPILE_REFRESHES` refreshes where inductor can compile). Measured on CPU (``bench/newton_summary.py``), the vmapped backends
+is pick with :func:`choose_backend` (the workbench's ``newton_summary`` does). Measured on CPU (``bench/newton_summary.py``), the vmapped backends
 are SLOWER than the pruned loop (about 2.5x for a 784-128-64-10 MLP, 6x for 784-1024-200-100-10,
 batch 100): vmap turns the S masked directions into dense (S, *p) tangents, so every direction pays
 for every layer, while the loop's reverse passes skip the layers before subset s. They exist for
@@ -65,24 +65,27 @@ training one under ``"func"``/``"batched"`` (vmap); put them in eval mode first.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import weakref
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = ["compute_Hg", "compute_Hg_reverse", "flatten_groups", "check_direction", "choose_backend",
-           "compiled_backend_available"]
+           "compiled_backend_available", "package_dir", "NotCompiled"]
 
 BACKENDS = ("auto", "func", "batched", "reverse", "compiled")
 
-# Refreshes from which ``choose_backend`` picks "compiled". bench/newton_summary_auto.py (784-128-64-10,
-# 2 CPU threads): the first compiled refresh takes 46 s with a cold inductor cache and 14 s warm
-# (tracing and AOT still run), and each refresh saves 7 ms (10.2 -> 3.1 ms). From 5000 refreshes a
-# run with a warm cache spends about 0.6x the reverse loop's refresh time, one with a cold cache
-# about 1.2x; from 20000, 0.4x and 0.5x.
-AUTO_COMPILE_REFRESHES = 5000
+# ``choose_backend``'s thresholds, from bench/newton_summary_auto.py (784-128-64-10, 2 CPU threads):
+# a refresh costs 7-10 ms by the reverse loop and 2.4-3.1 ms compiled; a run's first compiled
+# refresh takes 4-7 s when the package is cached (the trace; the package loads in ~0.03 s) and
+# 35-46 s when it is compiled (once per machine and graph).
+AUTO_TRACE_REFRESHES = 1000     # from here a cached package repays the trace
+AUTO_COMPILE_REFRESHES = 7000   # from here a compile repays itself within the run
 
 
 def compiled_backend_available(device: torch.device) -> tuple[bool, str]:
@@ -105,18 +108,23 @@ def compiled_backend_available(device: torch.device) -> tuple[bool, str]:
     return True, ""
 
 
-def choose_backend(planned_refreshes: int | None, device: torch.device) -> tuple[str, str]:
-    """(backend, why) for ``backend="auto"`` in a run of ``planned_refreshes`` refreshes (None:
-    unknown, e.g. a run limited by time only): "compiled" when the run is long enough to repay
-    the compile (:data:`AUTO_COMPILE_REFRESHES`) and inductor can compile here, else "reverse"."""
-    if planned_refreshes is None or planned_refreshes < AUTO_COMPILE_REFRESHES:
+def choose_backend(planned_refreshes: int | None, device: torch.device) -> tuple[str, bool, str]:
+    """(backend, compile_missing, why) for ``backend="auto"`` in a run of ``planned_refreshes``
+    refreshes (None: unknown, e.g. a run limited by time only): "reverse" below
+    :data:`AUTO_TRACE_REFRESHES` or where inductor cannot compile; else "compiled", compiling a
+    missing package only from :data:`AUTO_COMPILE_REFRESHES` (below, a package another run left
+    in the on-disk cache is used, and the refreshes are reverse ones when there is none)."""
+    if planned_refreshes is None or planned_refreshes < AUTO_TRACE_REFRESHES:
         planned = "an unknown number of" if planned_refreshes is None else str(planned_refreshes)
-        return "reverse", (f"{planned} refreshes planned; the compiled backend repays its compile from "
-                           f"{AUTO_COMPILE_REFRESHES}")
+        return "reverse", False, (f"{planned} refreshes planned; the compiled backend repays its tracing from "
+                                  f"{AUTO_TRACE_REFRESHES}")
     available, why = compiled_backend_available(device)
     if not available:
-        return "reverse", why
-    return "compiled", f"{planned_refreshes} refreshes planned"
+        return "reverse", False, why
+    if planned_refreshes < AUTO_COMPILE_REFRESHES:
+        return "compiled", False, (f"{planned_refreshes} refreshes planned: a compiled package from the cache, "
+                                   f"none is compiled below {AUTO_COMPILE_REFRESHES}")
+    return "compiled", True, f"{planned_refreshes} refreshes planned"
 
 
 def flatten_groups(param_groups) -> tuple[list[Tensor], list[int]]:
@@ -156,7 +164,7 @@ def check_direction(params: Sequence[Tensor], direction: Sequence[Tensor]) -> li
 def compute_Hg(param_groups, full_loss: Callable[[Tensor, Tensor], Tensor], x, y,
                direction: Sequence[Tensor], *, model: torch.nn.Module | None = None,
                order3: bool = True, backend: str = "auto",
-               chunk_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+               chunk_size: int | None = None, compile_missing: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``(H, g, order3)``: :math:`\\bar H` (S, S) symmetric, :math:`\\bar g` (S,), order3 (S,).
 
     Args:
@@ -169,6 +177,8 @@ def compute_Hg(param_groups, full_loss: Callable[[Tensor, Tensor], Tensor], x, y
         backend: ``"auto"`` (= ``"reverse"``), ``"func"``, ``"batched"``, ``"reverse"`` or
             ``"compiled"`` (fastest per refresh on CPU after a one-off compile of ~30 s).
         chunk_size: vmap chunk size over the S directions (bounds memory); None = all at once.
+        compile_missing: with ``"compiled"``, compile when no package for this graph is cached on
+            disk (else raise :class:`NotCompiled`).
 
     Returned tensors have the parameters' dtype and device, detached.
     """
@@ -185,7 +195,7 @@ def compute_Hg(param_groups, full_loss: Callable[[Tensor, Tensor], Tensor], x, y
     if backend == "compiled":
         if model is None:
             raise ValueError("backend='compiled' needs the model whose parameters full_loss reads")
-        return _hg_compiled(params, gidx, full_loss, x, y, u, model, order3)
+        return _hg_compiled(params, gidx, full_loss, x, y, u, model, order3, compile_missing)
     if backend == "batched":
         return _hg_batched(params, gidx, full_loss, x, y, u, order3)
     return _hg_reverse(params, gidx, full_loss, x, y, u, order3)
@@ -256,7 +266,11 @@ def _hg_func(params, gidx, full_loss, x, y, u, model, order3, chunk_size):
     return 0.5 * (H + H.T), g, o3
 
 
-_COMPILED = weakref.WeakKeyDictionary()  # model -> {signature: compiled refresh}
+_COMPILED = weakref.WeakKeyDictionary()  # model -> {signature: compiled refresh, or None: not cached}
+
+
+class NotCompiled(Exception):
+    """``compile_missing=False`` and no compiled package for this refresh graph on disk."""
 
 
 def _param_keys(params, model):
@@ -267,9 +281,66 @@ def _param_keys(params, model):
     return ["model." + names[id(p)] for p in params]
 
 
-def _hg_compiled(params, gidx, full_loss, x, y, u, model, order3):
+def package_dir() -> Path:
+    """Where compiled refresh packages live: ``newton_summary/`` in inductor's on-disk cache
+    (``TORCHINDUCTOR_CACHE_DIR``, by default a folder of the system's temporary directory)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return Path(cache_dir()) / "newton_summary"
+
+
+def _graph_key(gm: torch.fx.GraphModule, flat) -> str:
+    """A hash of what the compiled code depends on: the traced graph's code, its tensor constants,
+    the inputs' shapes, dtypes and device, and torch's version."""
+    digest = hashlib.sha256()
+    digest.update(torch.__version__.encode())
+    digest.update(gm.code.encode())
+    constants = [(n, getattr(gm, n)) for n in dir(gm) if n.startswith("_tensor_constant")]
+    for name, value in sorted(constants, key=lambda item: item[0]):
+        digest.update(name.encode())
+        if isinstance(value, Tensor):
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for t in flat:
+        digest.update(repr((tuple(t.shape), t.dtype, t.device.type, t.requires_grad)).encode())
+    return digest.hexdigest()[:32]
+
+
+def _hint_path(sig, model, full_loss) -> Path:
+    """A marker of "a package was compiled for this (model structure, loss code, signature)",
+    checked before tracing so that a run that may not compile skips a trace with nothing to load.
+    Only a hint: the package itself is found by the traced graph's own key."""
+    code = getattr(getattr(full_loss, "__code__", None), "co_code", b"")
+    digest = hashlib.sha256(repr((sig, repr(model), torch.__version__)).encode() + code).hexdigest()[:32]
+    return package_dir() / "hints" / digest
+
+
+def _load_or_compile(gm: torch.fx.GraphModule, flat, compile_missing: bool, hint: Path):
+    """The compiled refresh: an AOTInductor package from the on-disk cache (loads in tens of
+    milliseconds), or, when missing and ``compile_missing``, compiled now (export + AOTInductor,
+    tens of seconds) and stored there atomically for later runs; None when missing otherwise."""
+    path = package_dir() / f"{_graph_key(gm, flat)}.pt2"
+    if not path.is_file():
+        if not compile_missing:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            program = torch.export.export(gm, tuple(t.clone() for t in flat), strict=False)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")
+        try:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        hint.parent.mkdir(parents=True, exist_ok=True)
+        hint.write_text(path.name, encoding="utf-8")
+    return torch._inductor.aoti_load_package(str(path))
+
+
+def _hg_compiled(params, gidx, full_loss, x, y, u, model, order3, compile_missing: bool = True):
+    """The "reverse" loop traced into one aten graph and compiled ahead of time (module
+    docstring). Raises :class:`NotCompiled` when ``compile_missing`` is False and no package for
+    the graph is cached on disk."""
     from torch._functorch.compile_utils import fx_graph_cse
-    from torch._inductor.compile_fx import compile_fx
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.func import functional_call
 
@@ -281,7 +352,10 @@ def _hg_compiled(params, gidx, full_loss, x, y, u, model, order3):
     sig = (tuple(keys), tuple(gidx), bool(order3), torch.is_grad_enabled(),
            tuple((tuple(t.shape), t.dtype, t.device, t.requires_grad) for t in flat))
     cache = _COMPILED.setdefault(model, {})
-    if sig not in cache:
+    hint = _hint_path(sig, model, full_loss)
+    if sig not in cache and not compile_missing and not hint.is_file():
+        cache[sig] = None  # nothing was ever compiled for it: no trace
+    if sig not in cache or (cache[sig] is None and compile_missing):
         n = len(params)
 
         def refresh(*inputs):
@@ -297,7 +371,9 @@ def _hg_compiled(params, gidx, full_loss, x, y, u, model, order3):
         gm = torch.fx.GraphModule(gm, fx_graph_cse(gm.graph))
         gm.graph.eliminate_dead_code()
         gm.recompile()
-        cache[sig] = compile_fx(gm, [t.clone() for t in flat])
+        cache[sig] = _load_or_compile(gm, flat, compile_missing, hint)
+    if cache[sig] is None:
+        raise NotCompiled(f"no compiled refresh package for this model and batch shape in {package_dir()}")
     with torch.no_grad():
         H, g, o3 = cache[sig](*flat)
     return H, g, o3

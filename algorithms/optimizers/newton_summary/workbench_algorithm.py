@@ -6,10 +6,12 @@ Parameters (config ``runs`` entries; every one has a default):
 - ``damping`` (lambda_1), ``damping_int`` (lambda_int), ``use_nesterov`` (cubic model on/off),
   ``period_hg``, ``mom_lrs``, ``remove_negative``, ``momentum``, ``momentum_damp``, ``ridge``,
   ``noregul``: as in :class:`NewtonSummary`;
-- ``backend``: as in :class:`NewtonSummary`; ``"auto"`` (default) picks ``"compiled"`` for a run
-  of at least :data:`~algorithms.optimizers.newton_summary.summaries.AUTO_COMPILE_REFRESHES`
-  refreshes (planned steps / ``period_hg``) where inductor can compile, else ``"reverse"``, and says
-  which on stderr; a compile that fails falls back to ``"reverse"`` with a warning;
+- ``backend``: as in :class:`NewtonSummary`; ``"auto"`` (default) chooses from the planned
+  refreshes (planned steps / ``period_hg``) with
+  :func:`~algorithms.optimizers.newton_summary.summaries.choose_backend` and says what on stderr:
+  ``"reverse"`` for short runs or without a C++ compiler; ``"compiled"`` from a package in the
+  on-disk cache for longer ones, compiled only for runs long enough to repay a compile; a compile
+  that fails falls back to ``"reverse"`` with a warning;
 - ``hg_batch_size``: size of the batches of the separate summary stream.
 
 The summaries are taken on batches of a separate shuffled stream over the training set, driven by
@@ -95,24 +97,26 @@ class NewtonSummaryAlgorithm(Algorithm):
         self.param_groups, self.name_groups = PARTITIONS[params["partition"]](model)
         data = problem.data
         self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], torch.initial_seed())
-        self.backend = params["backend"]
+        self.backend, compile_missing = params["backend"], True
         if self.backend == "auto":
             steps = getattr(problem, "planned_steps", None)
             refreshes = None if steps is None else math.ceil(steps / params["period_hg"])
-            self.backend, why = choose_backend(refreshes, problem.device)
+            self.backend, compile_missing, why = choose_backend(refreshes, problem.device)
             _notice(f"newton_summary: backend=auto refreshes with {self.backend!r} ({why})")
         self.optimizer = self._build(self.param_groups, model, self.hg_stream, {**params, "backend": self.backend},
-                                     self.full_loss, compile_fallback=params["backend"] == "auto")
+                                     self.full_loss, compile_fallback=params["backend"] == "auto",
+                                     compile_missing=compile_missing)
 
     @staticmethod
-    def _build(param_groups, model, stream, params, full_loss, compile_fallback=False):
+    def _build(param_groups, model, stream, params, full_loss, compile_fallback=False, compile_missing=True):
         return NewtonSummary(
             param_groups, full_loss, stream, damping=params["damping"],
             dct_nesterov={"use": params["use_nesterov"], "damping_int": params["damping_int"]},
             period_hg=params["period_hg"], mom_lrs=params["mom_lrs"],
             remove_negative=params["remove_negative"], momentum=params["momentum"],
             momentum_damp=params["momentum_damp"], ridge=params["ridge"], noregul=params["noregul"],
-            model=model, backend=params["backend"], compile_fallback=compile_fallback)
+            model=model, backend=params["backend"], compile_fallback=compile_fallback,
+            compile_missing=compile_missing)
 
     @classmethod
     def check_params(cls, params: dict) -> None:
