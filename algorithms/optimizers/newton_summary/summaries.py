@@ -55,9 +55,9 @@ Why: each pruned torch.func call recomputes the forward prefix (nothing shares t
 subsets) and the jvp rules of linear/cross-entropy expand into several times more ops, while the
 loop reuses one forward and one create_graph gradient graph. What pays is removing the autograd
 engine and fusing the elementwise work: ``"compiled"`` measured 2.2 | 13.6 ms against 6.4 | 24.6
-for ``"reverse"`` (2.9x | 1.8x; bench/newton_summary.py --threads 2), after a 10-12 s compile with
-inductor's cache warm (25-35 s cold). ``"auto"`` stays ``"reverse"``: a compile stall per new
-shape and a C++ toolchain are not acceptable defaults (nor in every test that builds the optimizer).
+for ``"reverse"`` (2.9x | 1.8x; bench/newton_summary.py --threads 2). A compile stall and a C++
+toolchain are not acceptable for every user of :func:`compute_Hg`, so its ``"auto"`` is
+``"reverse"``; :func:`choose_backend` decides for runs whose length is known.
 
 ``full_loss(x, y)`` must be a scalar, typically ``loss_fn(model(x), y)`` (mean over the batch).
 Models with BatchNorm in training mode or dropout give summaries of a different loss than the
