@@ -15,6 +15,7 @@ Lifecycle, per (run entry, seed)::
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -128,6 +129,21 @@ def _check_number(key: str, default, value) -> None:
         raise ConfigError(f"parameter {key} must be a number, got {type(value).__name__} {value!r}{hint}")
 
 
+# How torch's optimizers name their parameters in error messages ("Invalid learning rate: -1").
+_SPOKEN_NAMES = {"lr": "learning rate", "eps": "epsilon", "betas": "beta"}
+
+
+def _naming_the_parameter(message: str, params: dict) -> str:
+    """``message`` prefixed with the parameter it is about, when it does not say it already."""
+    words = set(re.findall(r"[A-Za-z_]+", message))
+    if any(key in words for key in params):
+        return message
+    for key in params:
+        if _SPOKEN_NAMES.get(key, "\0") in message.lower():
+            return f"{key}: {message}"
+    return message
+
+
 def register_algorithm(name: str):
     """Class decorator: register an :class:`Algorithm` subclass under its config name."""
 
@@ -160,7 +176,10 @@ class OptimizerAlgorithm(Algorithm):
         probe = cls.__new__(cls)
         probe.model = torch.nn.Linear(1, 1)
         probe.problem, probe.params = None, params
-        probe.build_optimizer(probe.model.parameters(), **params)
+        try:
+            probe.build_optimizer(probe.model.parameters(), **params)
+        except ValueError as exc:
+            raise ValueError(_naming_the_parameter(str(exc), params)) from None
 
     def step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)

@@ -317,6 +317,23 @@ class ReLUConvex(Algorithm):
     }
     full_batch = True
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        if not params["beta"] >= 0:
+            raise ValueError(f"beta must be >= 0, got {params['beta']}")
+        if params["patterns"] not in ("auto", "sampled", "exact"):
+            raise ValueError(f"patterns must be 'auto', 'sampled' or 'exact', got {params['patterns']!r}")
+        if params["formulation"] not in FORMULATIONS:
+            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {params['formulation']!r}")
+        if not (isinstance(params["n_gates"], int) and params["n_gates"] >= 0):
+            raise ValueError(f"n_gates must be an int >= 0, got {params['n_gates']!r}")
+        if not params["zero_tol"] >= 0:
+            raise ValueError(f"zero_tol must be >= 0, got {params['zero_tol']}")
+        max_solves = params["max_solves"]
+        if max_solves is not None and not (isinstance(max_solves, int) and max_solves >= 1):
+            raise ValueError(f"max_solves must be an int >= 1 or None, got {max_solves!r}")
+        check_solver(params["solver"])
+
     def __init__(self, problem, model, **params):
         params = self.resolve_params(params)
         super().__init__(problem, model, **params)

@@ -442,6 +442,24 @@ class ReluJKO(Algorithm):
                     kernel_floor=0.0, prox_max_iter=None, prox_tol=None, cvxpy_solver="CLARABEL",
                     beta=0.0, warm_start=True)
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        if params["prox_solver"] not in PROX_SOLVERS:
+            raise ValueError(f"prox_solver must be one of {', '.join(PROX_SOLVERS)}, got {params['prox_solver']!r}")
+        for key in ("tau", "epsilon", "tol"):
+            if not params[key] > 0:
+                raise ValueError(f"{key} must be > 0, got {params[key]!r}")
+        if not 0.0 <= params["kernel_floor"] < 1.0:
+            raise ValueError(f"kernel_floor must be in [0, 1), got {params['kernel_floor']!r}")
+        if not params["beta"] >= 0:
+            raise ValueError(f"beta must be >= 0, got {params['beta']!r}")
+        for key in ("max_iter", "check_every"):
+            if not (isinstance(params[key], int) and params[key] >= 1):
+                raise ValueError(f"{key} must be an int >= 1, got {params[key]!r}")
+        for key in ("prox_max_iter", "prox_tol"):
+            if params[key] is not None and not params[key] > 0:
+                raise ValueError(f"{key} must be > 0 or None, got {params[key]!r}")
+
     def __init__(self, problem, model, **params):
         params = self.resolve_params(params)
         super().__init__(problem, model, **params)

@@ -209,6 +209,24 @@ class ReluProx(Algorithm):
                     inner_lr=1e-2, inner_momentum=0.0, inner_lr_decay=1.0, inner_tol=0.0,
                     reset_inner_state=True, n_projections=128, assignment_every=1, beta=0.0)
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """The checks of :class:`ProxPoint`'s constructor, on the parameters alone."""
+        if params["distance"] not in DISTANCES:
+            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {params['distance']!r}")
+        if params["inner_optimizer"] not in INNER_OPTIMIZERS:
+            raise ValueError(f"inner_optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, "
+                             f"got {params['inner_optimizer']!r}")
+        for key, ok, rule in (("gamma", params["gamma"] > 0, "> 0"), ("inner_lr", params["inner_lr"] > 0, "> 0"),
+                              ("inner_lr_decay", 0.0 < params["inner_lr_decay"] <= 1.0, "in (0, 1]"),
+                              ("inner_tol", params["inner_tol"] >= 0, ">= 0"), ("beta", params["beta"] >= 0, ">= 0"),
+                              ("inner_momentum", 0.0 <= params["inner_momentum"] < 1.0, "in [0, 1)")):
+            if not ok:
+                raise ValueError(f"{key} must be {rule}, got {params[key]!r}")
+        for key in ("inner_steps", "n_projections", "assignment_every"):
+            if not (isinstance(params[key], int) and params[key] >= 1):
+                raise ValueError(f"{key} must be an int >= 1, got {params[key]!r}")
+
     def __init__(self, problem, model, **params):
         params = self.resolve_params(params)
         super().__init__(problem, model, **params)

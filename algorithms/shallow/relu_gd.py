@@ -59,6 +59,21 @@ class ReLUGD(Algorithm):
         "reference_solver": "CLARABEL",
     }
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        if not params["lr"] > 0:
+            raise ValueError(f"lr must be > 0, got {params['lr']}")
+        if not params["beta"] >= 0:
+            raise ValueError(f"beta must be >= 0, got {params['beta']}")
+        make_optimizer(params["optimizer"], [torch.zeros(1, requires_grad=True)], params["lr"],
+                       **params["optimizer_args"])  # the name and its keyword arguments
+        if params["convex_reference"]:
+            from algorithms.shallow.convex import check_solver
+
+            check_solver(params["reference_solver"])
+        if not (isinstance(params["reference_gates"], int) and params["reference_gates"] >= 0):
+            raise ValueError(f"reference_gates must be an int >= 0, got {params['reference_gates']!r}")
+
     def __init__(self, problem, model, **params):
         params = self.resolve_params(params)
         super().__init__(problem, model, **params)
