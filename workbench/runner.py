@@ -196,7 +196,7 @@ def plan_runs(config: dict) -> list[dict]:
 
 def default_label(algorithm: str, given: dict) -> str:
     """``algorithm`` plus the parameters the config set explicitly, e.g. ``sgd lr=0.1``."""
-    shown = " ".join(f"{k}={v}" for k, v in given.items() if k != "snapshot_every")
+    shown = " ".join(f"{k}={v}" for k, v in given.items())
     return f"{algorithm} {shown}".strip()
 
 

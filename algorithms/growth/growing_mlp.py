@@ -38,13 +38,6 @@ from algorithms.growth.proposal import Proposal
 from algorithms.growth.statistics import GrowthStatistics, with_ones
 from algorithms.growth.tiny import projected_residual, tiny_added_parameters
 
-METHODS = {
-    # compute_delta, use_projection, use_covariance, alpha_zero, ignore_singular_values
-    "tiny": (True, True, True, False, False),
-    "gradmax": (False, False, False, True, True),
-}
-
-
 @dataclass
 class _Recorded:
     """Activity of the last forward: layer inputs (detached) and consumer output gradients."""
