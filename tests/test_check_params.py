@@ -32,7 +32,8 @@ BAD = {
 
 
 def test_the_table_covers_every_registered_algorithm():
-    assert set(BAD) >= set(ALGORITHMS), sorted(set(ALGORITHMS) - set(BAD))
+    registered = {name for name in ALGORITHMS if not name.startswith("_")}  # "_test_*": other tests' stand-ins
+    assert set(BAD) >= registered, sorted(registered - set(BAD))
 
 
 @pytest.mark.parametrize("algorithm, key, value", [(a, k, v) for a, rows in BAD.items() for k, v in rows])

@@ -126,3 +126,25 @@ def test_exact_zeros_stay_on_a_log_metric_axis(monkeypatch, tmp_path):
     wasserstein._metric_panels([run], (("mass_error", "|mass error|", True),), "step", tmp_path / "m.png")
     ax = figures[0].axes[0]
     assert ax.get_yscale() == "symlog" and ax.get_lines()[0].get_ydata().size == 4
+
+
+def test_without_a_test_split_metrics_plots_and_summary_name_the_training_set(tiny_config, tmp_path):
+    import copy
+
+    from workbench import record
+    from workbench.plots import plot_record
+    from workbench.runner import Experiment
+    from workbench.summary import summary_rows
+
+    config = copy.deepcopy(tiny_config)
+    config["dataset_args"] = dict(config["dataset_args"], n_test=0)
+    config["runs"] = config["runs"][:1]
+    experiment = Experiment.create(config)
+    assert experiment.run() == 0
+    metrics = record.load_history(experiment.run_dir)["runs"][0]["metrics"]
+    assert "test_loss" not in metrics and "test_acc" not in metrics
+    assert np.isfinite(metrics["full_train_loss"]).any() and np.isfinite(metrics["full_train_acc"]).any()
+    (row,) = summary_rows(experiment.history["runs"])
+    assert row["metric"] == "full_train_acc"
+    names = {p.name for p in plot_record([experiment.run_dir])}
+    assert "full_train_accuracy.png" in names and "test_accuracy.png" not in names

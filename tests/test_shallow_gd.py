@@ -82,7 +82,7 @@ def test_state_dict_resume_is_exact():
 
 def test_validation_and_optimizer_lookup():
     x, y, model, problem = _setup()
-    with pytest.raises(ValueError, match="valid: .*adamw"):
+    with pytest.raises(ValueError, match="valid: .*AdamW"):
         make_optimizer("nope", [model.W], 0.1)
     assert isinstance(make_optimizer("AdamW", [model.W], 0.1), torch.optim.AdamW)
     with pytest.raises(ValueError):

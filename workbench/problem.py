@@ -70,10 +70,13 @@ class Problem:
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, forward: Callable | None = None) -> dict[str, float]:
         """Test loss (and accuracy) over the whole test set, independent of the evaluation batch
-        size: losses are summed in chunks and divided by the number of examples once."""
+        size: losses are summed in chunks and divided by the number of examples once. A dataset
+        without a test split is evaluated on the whole training set, under the names
+        ``full_train_loss`` / ``full_train_acc`` (never as test metrics)."""
         x, y = self.data.x_test, self.data.y_test
+        prefix = "test"
         if x.shape[0] == 0:
-            x, y = self.data.x_train, self.data.y_train
+            x, y, prefix = self.data.x_train, self.data.y_train, "full_train"
         forward = forward or model
         was_training = model.training
         model.eval()
@@ -86,7 +89,7 @@ class Problem:
             if self.task == "classification":
                 correct += (out.argmax(dim=1) == yb).sum()
         model.train(was_training)
-        metrics = {"test_loss": total_loss.item() / x.shape[0]}
+        metrics = {f"{prefix}_loss": total_loss.item() / x.shape[0]}
         if self.task == "classification":
-            metrics["test_acc"] = 100.0 * correct.item() / x.shape[0]
+            metrics[f"{prefix}_acc"] = 100.0 * correct.item() / x.shape[0]
         return metrics

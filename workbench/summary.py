@@ -43,11 +43,23 @@ def _mean_std(values: list[float], fmt: str) -> str:
     return f"{format(float(np.mean(values)), fmt)} ± {format(float(np.std(values)), fmt)}"
 
 
+# What the "final" and "best" columns show, first one the runs report: the test split's accuracy
+# or loss, else (a dataset without a test split) the same on the whole training set.
+SUMMARY_METRICS = ("test_acc", "test_loss", "full_train_acc", "full_train_loss")
+
+
+def _summary_metric(group: list[dict]) -> str:
+    for key in SUMMARY_METRICS:
+        if any(column(r, key)[1].size for r in group):
+            return key
+    return "test_loss"
+
+
 def summary_rows(runs: list[dict]) -> list[dict[str, str]]:
     rows = []
     for label, group in group_by_label(runs).items():
-        accuracy = any(column(r, "test_acc")[1].size for r in group)
-        key = "test_acc" if accuracy else "test_loss"
+        key = _summary_metric(group)
+        accuracy = key.endswith("_acc")
         best = np.max if accuracy else np.min
         finals, bests, times = [], [], []
         for run in group:

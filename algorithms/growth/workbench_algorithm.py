@@ -34,7 +34,7 @@ import torch
 
 from algorithms.growth.growing_mlp import GrowingMLP
 from algorithms.growth.optimizer_state import carry_optimizer_state
-from workbench.algorithm import Algorithm, register_algorithm
+from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
 from workbench.problem import DataSplit
 from workbench.registry import DATASETS, MODELS, ConfigError
 
@@ -156,7 +156,7 @@ class Growth(Algorithm):
             raise ValueError(f"whitening must be auto, cholesky, ridge or eigh, got {params['whitening']!r}")
         if params["statistical_threshold"] < 0:
             raise ValueError("statistical_threshold must be >= 0")
-        cls._optimizer_class(params["optimizer"])(torch.nn.Linear(1, 1).parameters(), **params["optimizer_args"])
+        torch_optimizer_class(params["optimizer"])(torch.nn.Linear(1, 1).parameters(), **params["optimizer_args"])
 
     @staticmethod
     def _amplitude_rule(method: str, amplitude: str) -> str:
@@ -165,13 +165,6 @@ class Growth(Algorithm):
         if amplitude == "auto":
             return "line_search" if method == "tiny" else "norm"
         return amplitude
-
-    @staticmethod
-    def _optimizer_class(name: str):
-        cls = getattr(torch.optim, name, None)
-        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-            raise ValueError(f"optimizer must name a torch.optim class (SGD, Adam, AdamW, ...), got {name!r}")
-        return cls
 
     def __init__(self, problem, model, **params):
         super().__init__(problem, model, **params)
@@ -196,7 +189,7 @@ class Growth(Algorithm):
         self.step_count = 0
         self.round_robin = 0
         self.events = {key: [] for key in EVENT_KEYS}
-        self.optimizer = self._optimizer_class(p["optimizer"])(model.parameters(), **p["optimizer_args"])
+        self.optimizer = torch_optimizer_class(p["optimizer"])(model.parameters(), **p["optimizer_args"])
 
     # -- training ------------------------------------------------------------------------------
     def step(self, x, y):
@@ -333,7 +326,7 @@ class Growth(Algorithm):
     def load_state_dict(self, state):
         self.model.resize(state["widths"])
         self.model.load_state_dict(state["model"])
-        self.optimizer = self._optimizer_class(self.params["optimizer"])(
+        self.optimizer = torch_optimizer_class(self.params["optimizer"])(
             self.model.parameters(), **self.params["optimizer_args"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

@@ -26,18 +26,12 @@ from __future__ import annotations
 import torch
 
 from algorithms.shallow.model import TwoLayerReLU, add_bias, objective, regulariser, value_and_gradients
-from workbench.algorithm import Algorithm, register_algorithm
+from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
 
 
 def make_optimizer(name: str, parameters, lr: float, **kwargs) -> torch.optim.Optimizer:
     """``torch.optim.<name>`` (case-insensitive) built on ``parameters``; ValueError lists the valid names."""
-    valid = {k.lower(): getattr(torch.optim, k) for k in dir(torch.optim)
-             if isinstance(getattr(torch.optim, k), type) and issubclass(getattr(torch.optim, k), torch.optim.Optimizer)
-             and k != "Optimizer"}
-    cls = valid.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown torch optimizer {name!r}; valid: {', '.join(sorted(valid))}")
-    return cls(parameters, lr=lr, **kwargs)
+    return torch_optimizer_class(name)(parameters, lr=lr, **kwargs)
 
 
 @register_algorithm("relu_gd")
@@ -46,7 +40,8 @@ class ReLUGD(Algorithm):
 
     Metrics per step: train_loss (batch data term, before the update), objective (batch F_beta).
     ``evaluate()`` adds full_objective and full_loss on the whole training set, and test_sign_acc
-    (accuracy of sign(f), in %) when the targets are +-1.
+    (accuracy of sign(f), in %; full_train_sign_acc for a dataset without a test split) when the
+    targets are +-1.
     """
 
     defaults = {
@@ -109,8 +104,9 @@ class ReLUGD(Algorithm):
         metrics["full_loss"] = loss.item()
         metrics["full_objective"] = (loss + regulariser(self.model.W, self.model.a, self.params["beta"])).item()
         if self._pm_one_targets:  # +-1 targets (the MNIST pair): the classifier sign(f) is meaningful
-            xt, yt = (data.x_test, data.y_test) if data.x_test.shape[0] else (data.x_train, data.y_train)
-            metrics["test_sign_acc"] = 100.0 * (torch.sign(self.model(xt)) == yt.reshape(-1)).double().mean().item()
+            split = "test" if data.x_test.shape[0] else "full_train"  # never training data as test
+            xt, yt = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+            metrics[f"{split}_sign_acc"] = 100.0 * (torch.sign(self.model(xt)) == yt.reshape(-1)).double().mean().item()
         return metrics
 
     def snapshot(self):

@@ -14,6 +14,10 @@ COMPARISONS = (
     ("train_loss_epochs.png", "train_loss", "epoch", "training loss", True),
     ("test_loss.png", "test_loss", "epoch", "test loss", True),
     ("test_accuracy.png", "test_acc", "epoch", "test accuracy [%]", False),
+    # datasets without a test split: the same on the whole training set, named as such
+    ("full_train_loss.png", "full_train_loss", "epoch", "loss on the whole training set (no test split)", True),
+    ("full_train_accuracy.png", "full_train_acc", "epoch", "accuracy on the whole training set [%] (no test split)",
+     False),
 )
 
 
@@ -48,6 +52,16 @@ def series(run: dict, key: str, x_key: str, max_points: int | None = THIN_POINTS
     y = np.asarray(metrics[key], dtype=float)
     keep = np.isfinite(y) & np.isfinite(x)
     return thin(x[keep], y[keep], max_points)
+
+
+def first_seed_per_label(runs: list[dict], with_metrics: bool = False) -> list[dict]:
+    """The first run of every label, in order (``with_metrics``: the first that has rows)."""
+    seen, out = set(), []
+    for run in runs:
+        if run.get("label") not in seen and (run.get("metrics") or not with_metrics):
+            seen.add(run.get("label"))
+            out.append(run)
+    return out
 
 
 def mean_band(curves: list[tuple[np.ndarray, np.ndarray]]):
@@ -120,10 +134,11 @@ def place_legend(ax, max_inside: int = 5) -> None:
 
 
 def comparisons(runs: list[dict]) -> list[tuple[str, str, str, str, bool]]:
-    """:data:`COMPARISONS`, plus one accuracy plot for every other ``test_*acc`` metric (e.g.
-    ``test_sign_acc``) the runs report."""
+    """:data:`COMPARISONS`, plus one accuracy plot for every other ``test_*acc`` or
+    ``full_train_*acc`` metric (e.g. ``test_sign_acc``) the runs report."""
     keys = sorted({k for r in runs for k in (r.get("metrics") or {})
-                   if k.startswith("test_") and k.endswith("acc") and k != "test_acc"})
+                   if k.startswith(("test_", "full_train_")) and k.endswith("acc")
+                   and k not in ("test_acc", "full_train_acc")})
     return [*COMPARISONS, *((f"{k}.png", k, "epoch", k.replace("_", " "), False) for k in keys)]
 
 

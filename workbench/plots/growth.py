@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from workbench.plots.common import series  # noqa: E402
+from workbench.plots.common import first_seed_per_label, series  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
 
 
@@ -29,15 +29,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def _first_seed_per_label(runs: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for run in runs:
-        if run.get("label") not in seen and run.get("metrics"):
-            seen.add(run.get("label"))
-            out.append(run)
-    return out
 
 
 def growth_events(run: dict) -> dict[str, np.ndarray]:
@@ -58,7 +49,7 @@ def growth_events(run: dict) -> dict[str, np.ndarray]:
 
 @PLOTTERS.register("growth")
 def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
-    runs = _first_seed_per_label(runs)
+    runs = first_seed_per_label(runs, with_metrics=True)
     if not runs:
         return []
     out_dir = Path(out_dir)

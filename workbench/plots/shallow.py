@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from workbench.plots.common import series  # noqa: E402
+from workbench.plots.common import first_seed_per_label, series  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
 
 MAX_PANELS = 6
@@ -35,15 +35,6 @@ MAX_FRAMES = 150
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _first_seed_per_label(runs: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for run in runs:
-        if run.get("label") not in seen:
-            seen.add(run.get("label"))
-            out.append(run)
-    return out
-
-
 def _snapshots(run: dict) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
     snaps = run.get("snapshots") or {}
     steps, Ws, As = snaps.get("step") or [], snaps.get("W") or [], snaps.get("a") or []
@@ -163,7 +154,7 @@ def _save(fig, path: Path) -> Path:
 
 # -- figures ------------------------------------------------------------------------------------
 def plot_output(runs, out_dir, algorithm) -> list[Path]:
-    panels = [(r, _data(r), _snapshots(r)) for r in _first_seed_per_label(runs)]
+    panels = [(r, _data(r), _snapshots(r)) for r in first_seed_per_label(runs)]
     panels = [(r, dat, s) for r, dat, s in panels if dat is not None and s[0] and dat[0].shape[1] <= 2][:MAX_PANELS]
     if not panels:
         return []
@@ -174,7 +165,7 @@ def plot_output(runs, out_dir, algorithm) -> list[Path]:
 
 
 def plot_neurons(runs, out_dir, algorithm) -> list[Path]:
-    panels = [(r, _snapshots(r)) for r in _first_seed_per_label(runs)]
+    panels = [(r, _snapshots(r)) for r in first_seed_per_label(runs)]
     # for d > 2 inputs two coordinates of w_j say little (MNIST pixels): no neuron picture
     panels = [(r, s) for r, s in panels if s[0] and s[1][0].shape[1] <= 3][:MAX_PANELS]
     if not panels:
@@ -277,7 +268,7 @@ def animate_shallow(runs: list[dict], out_dir: Path) -> list[Path]:
     from matplotlib import animation
 
     paths = []
-    for run in _first_seed_per_label(runs):
+    for run in first_seed_per_label(runs):
         steps, Ws, As = _snapshots(run)
         if len(Ws) < 2 or Ws[0].shape[1] > 3:
             continue

@@ -30,16 +30,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from workbench.plots import shallow  # noqa: E402
+from workbench.plots.common import first_seed_per_label  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
 
 # Outer step whose inner loop wasserstein_relu_prox_inner.png shows (None: the last snapshot's);
 # the nearest snapshotted outer step is used.
 INNER_STEP: int | None = None
 MAX_FRAMES = 120
-
-
-def _first_seed_per_label(runs):
-    return shallow._first_seed_per_label(runs)
 
 
 def _metric(run, key):
@@ -111,7 +108,7 @@ def _inner_curves(run: dict):
 
 def plot_inner(runs: list[dict], out_dir: Path, outer_step: int | None = None) -> list[Path]:
     """Inner-loop curves of the snapshotted outer step nearest ``outer_step`` (None: the last)."""
-    panels = [(r, _inner_curves(r)) for r in _first_seed_per_label(runs)]
+    panels = [(r, _inner_curves(r)) for r in first_seed_per_label(runs)]
     panels = [(r, c) for r, c in panels if c][: shallow.MAX_PANELS]
     if not panels:
         return []
@@ -153,7 +150,7 @@ def _particle_dim(run: dict) -> int:
 
 def plot_particles_1d(runs: list[dict], out_dir: Path) -> list[Path]:
     """1-D particles (the two-particle toy): positions against the snapshot step, one panel per label."""
-    panels = _first_seed_per_label(runs)[: shallow.MAX_PANELS]
+    panels = first_seed_per_label(runs)[: shallow.MAX_PANELS]
     if not panels:
         return []
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
@@ -217,7 +214,7 @@ def _coordinate(grid: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
 
 
 def plot_jko_mass(runs: list[dict], out_dir: Path) -> list[Path]:
-    panels = [(r, _jko_state(r)) for r in _first_seed_per_label(runs)]
+    panels = [(r, _jko_state(r)) for r in first_seed_per_label(runs)]
     panels = [(r, s) for r, s in panels if s is not None][: shallow.MAX_PANELS]
     if not panels:
         return []
@@ -276,7 +273,7 @@ def animate_jko(runs: list[dict], out_dir: Path) -> list[Path]:
     from matplotlib import animation
 
     paths = []
-    for run in _first_seed_per_label(runs):
+    for run in first_seed_per_label(runs):
         state = _jko_state(run)
         if state is None or len(state[0]) < 2:
             continue
