@@ -1,10 +1,12 @@
-"""Every registered algorithm checks its parameter values before a run folder exists: a table of
-bad values, each rejected by plan_runs with a ConfigError that names the parameter."""
+"""Every registered algorithm checks its parameter values before a run folder exists (a table of
+bad values, each rejected by plan_runs with a ConfigError that names the parameter), and draws its
+own random numbers from the seed it is given, not from torch's global state."""
 from __future__ import annotations
 
 import copy
 
 import pytest
+import torch
 
 from workbench.registry import ALGORITHMS, ConfigError, load_all
 from workbench.runner import plan_runs
@@ -46,3 +48,34 @@ def test_a_bad_value_is_rejected_before_any_run_naming_the_parameter(tiny_config
         plan_runs(config)
     config["runs"] = [{"algorithm": algorithm}]
     assert plan_runs(config), "the defaults pass"
+
+
+SEEDED = {  # algorithm -> (config changes, a function of the built algorithm that reads its own stream)
+    "growth": (dict(model="growing_mlp", model_args=dict(hidden_size=3)), lambda a: torch.rand(4, generator=a.generator)),
+    "newton_summary": ({}, lambda a: next(a.hg_stream)[0]),
+    "relu_prox": (dict(model="two_layer_relu", model_args={}, dataset="teacher", dataset_args=dict(n=20, d=2)),
+                  lambda a: torch.rand(4, generator=a.generator)),
+    "relu_convex": (dict(model="two_layer_relu", model_args={}, dataset="teacher", dataset_args=dict(n=20, d=2)),
+                    lambda a: torch.rand(4, generator=a.generator)),
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(SEEDED))
+def test_seeds_are_passed_not_read_from_torch(tiny_config, algorithm):
+    """Built twice outside the runner with the same seed, and torch's global generator in
+    different states: the algorithm's own stream is the same; another seed gives another."""
+    from workbench.runner import build_problem
+
+    changes, draw = SEEDED[algorithm]
+    config = {**copy.deepcopy(tiny_config), **changes, "runs": [{"algorithm": algorithm}]}
+    if algorithm not in ALGORITHMS:
+        pytest.skip(f"{algorithm} is not registered here")
+    problem = build_problem(config)
+    cls = ALGORITHMS[algorithm]
+    params = cls.resolve_params({})
+    streams = []
+    for torch_seed, seed in ((1, 7), (2, 7), (3, 8)):
+        torch.manual_seed(torch_seed)
+        algo = cls(problem, problem.build_model(), seed=seed, **params)
+        streams.append(draw(algo))
+    assert torch.equal(streams[0], streams[1]) and not torch.equal(streams[0], streams[2])

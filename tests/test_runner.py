@@ -48,8 +48,8 @@ if "_test_probe" not in ALGORITHMS:
 
         defaults = {}
 
-        def __init__(self, problem, model, **params):
-            super().__init__(problem, model, **params)
+        def __init__(self, problem, model, seed: int | None = None, **params):
+            super().__init__(problem, model, seed=seed, **params)
             self.count = 0
 
         def step(self, x, y):

@@ -50,10 +50,12 @@ class Algorithm:
     wants_row: bool = False
     converged: bool = False
 
-    def __init__(self, problem, model: torch.nn.Module, **params):
+    def __init__(self, problem, model: torch.nn.Module, seed: int | None = None, **params):
         self.problem = problem
         self.model = model
         self.params = params
+        # every random stream of the algorithm starts from this (the runner passes the run's seed)
+        self.seed = torch.initial_seed() if seed is None else int(seed)
 
     @classmethod
     def resolve_params(cls, params: dict) -> dict:
@@ -175,8 +177,8 @@ class OptimizerAlgorithm(Algorithm):
     mean loss / backward / ``optimizer.step()``. The loss is returned as a 0-d tensor (no host sync).
     """
 
-    def __init__(self, problem, model, **params):
-        super().__init__(problem, model, **params)
+    def __init__(self, problem, model, seed: int | None = None, **params):
+        super().__init__(problem, model, seed=seed, **params)
         self.optimizer = self.build_optimizer(model.parameters(), **params)
 
     def build_optimizer(self, parameters, **params) -> torch.optim.Optimizer:

@@ -78,6 +78,16 @@ class RunState:
 
 
 def seed_everything(seed: int) -> None:
+    """The random streams of a run, all from its seed:
+
+    * Python's, numpy's and torch's global generators (seeded here): the model's initial
+      weights (drawn once per seed, :func:`initial_model`), dropout, anything an algorithm draws
+      from the global generator;
+    * the batch order: a ``torch.Generator`` of the run (``TrainingRun.batch_gen``);
+    * the algorithm's own streams, from the ``seed`` it is built with (``Algorithm.seed``):
+      growth's proposals, newton_summary's hg batches, relu_prox's projections, relu_convex's and
+      relu_gd's sampled gates.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -198,7 +208,8 @@ class TrainingRun:
         try:
             model = initial_model(self.problem, self.spec["seed"])
             seed_everything(self.spec["seed"])
-            self.algo = ALGORITHMS[self.spec["algorithm"]](self.problem, model, **self.spec["params"])
+            self.algo = ALGORITHMS[self.spec["algorithm"]](self.problem, model, seed=self.spec["seed"],
+                                                           **self.spec["params"])
             if checkpoint is not None:
                 self._restore(read_checkpoint(checkpoint))
             else:

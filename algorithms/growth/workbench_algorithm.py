@@ -166,8 +166,8 @@ class Growth(Algorithm):
             return "line_search" if method == "tiny" else "norm"
         return amplitude
 
-    def __init__(self, problem, model, **params):
-        super().__init__(problem, model, **params)
+    def __init__(self, problem, model, seed: int | None = None, **params):
+        super().__init__(problem, model, seed=seed, **params)
         if not isinstance(model, GrowingMLP):
             raise ConfigError("the growth algorithm needs model='growing_mlp'")
         p = self.params = {**self.defaults, **params}
@@ -185,7 +185,7 @@ class Growth(Algorithm):
         bs = problem.batch_size
         steps_per_epoch = 1 if bs is None else math.ceil(problem.n_train / bs)
         self.interval = p["grow_every"] * (steps_per_epoch if p["grow_unit"] == "epochs" else 1)
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.step_count = 0
         self.round_robin = 0
         self.events = {key: [] for key in EVENT_KEYS}

@@ -28,8 +28,8 @@ _FUSED_DEVICES = ("cuda", "cpu")
 class _StepSizeAlgorithm(OptimizerAlgorithm):
     """Fills in defaults before the optimizer is built and records the effective step size."""
 
-    def __init__(self, problem, model, **params):
-        super().__init__(problem, model, **self.resolve_params(params))
+    def __init__(self, problem, model, seed: int | None = None, **params):
+        super().__init__(problem, model, seed=seed, **self.resolve_params(params))
 
     def info(self) -> dict[str, Any]:
         return {"effective_step_size": effective_step_size(self.registered_name, self.params)}

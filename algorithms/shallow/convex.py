@@ -334,9 +334,9 @@ class ReLUConvex(Algorithm):
             raise ValueError(f"max_solves must be an int >= 1 or None, got {max_solves!r}")
         check_solver(params["solver"])
 
-    def __init__(self, problem, model, **params):
+    def __init__(self, problem, model, seed: int | None = None, **params):
         params = self.resolve_params(params)
-        super().__init__(problem, model, **params)
+        super().__init__(problem, model, seed=seed, **params)
         if not isinstance(model, TwoLayerReLU):
             raise ValueError("relu_convex needs model='two_layer_relu'")
         if params["beta"] < 0:
@@ -349,7 +349,7 @@ class ReLUConvex(Algorithm):
             raise ValueError("patterns='exact' enumerates patterns of 1-D inputs only")
         self.solver = check_solver(params["solver"])
         self.exact = params["patterns"] == "exact" or (params["patterns"] == "auto" and model.input_dim == 1)
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.active: np.ndarray | None = None  # patterns of the last solution's nonzero blocks
         self.last: ConvexResult | None = None
         self.solves = 0

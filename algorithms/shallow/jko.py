@@ -460,9 +460,9 @@ class ReluJKO(Algorithm):
             if params[key] is not None and not params[key] > 0:
                 raise ValueError(f"{key} must be > 0 or None, got {params[key]!r}")
 
-    def __init__(self, problem, model, **params):
+    def __init__(self, problem, model, seed: int | None = None, **params):
         params = self.resolve_params(params)
-        super().__init__(problem, model, **params)
+        super().__init__(problem, model, seed=seed, **params)
         W, a = _positions_and_outputs(model)
         if params["prox_solver"] not in PROX_SOLVERS:
             raise ConfigError(f"relu_jko: unknown prox_solver {params['prox_solver']!r}; "

@@ -227,9 +227,9 @@ class ReluProx(Algorithm):
             if not (isinstance(params[key], int) and params[key] >= 1):
                 raise ValueError(f"{key} must be an int >= 1, got {params[key]!r}")
 
-    def __init__(self, problem, model, **params):
+    def __init__(self, problem, model, seed: int | None = None, **params):
         params = self.resolve_params(params)
-        super().__init__(problem, model, **params)
+        super().__init__(problem, model, seed=seed, **params)
         W, a = _positions_and_outputs(model)
         if not isinstance(W, torch.nn.Parameter):
             raise ConfigError("relu_prox needs the model's W to be a torch.nn.Parameter")
@@ -237,7 +237,7 @@ class ReluProx(Algorithm):
             a.requires_grad_(False)  # the prox moves positions only; a fixes the sign split
         if params["beta"] < 0:
             raise ConfigError(f"beta must be >= 0, got {params['beta']}")
-        self.generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
+        self.generator = torch.Generator().manual_seed(self.seed % 2**63)
         self._batch = None
         try:
             self.prox = ProxPoint(

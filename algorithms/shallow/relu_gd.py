@@ -69,9 +69,9 @@ class ReLUGD(Algorithm):
         if not (isinstance(params["reference_gates"], int) and params["reference_gates"] >= 0):
             raise ValueError(f"reference_gates must be an int >= 0, got {params['reference_gates']!r}")
 
-    def __init__(self, problem, model, **params):
+    def __init__(self, problem, model, seed: int | None = None, **params):
         params = self.resolve_params(params)
-        super().__init__(problem, model, **params)
+        super().__init__(problem, model, seed=seed, **params)
         if not isinstance(model, TwoLayerReLU):
             raise ValueError("relu_gd needs model='two_layer_relu'")
         if params["lr"] <= 0:
@@ -128,7 +128,7 @@ class ReLUGD(Algorithm):
         X = add_bias(data.x_train.detach().double().cpu()).numpy()
         y = data.y_train.detach().double().cpu().numpy().reshape(-1)
         exact = self.model.input_dim == 1
-        g = torch.Generator().manual_seed(torch.initial_seed())
+        g = torch.Generator().manual_seed(self.seed)
         patterns = pattern_set(X, 0 if exact else self.params["reference_gates"], g,
                                self.model.W.detach().double().cpu().numpy(), exact_1d=exact)
         result = ConvexReLUProblem(X, patterns).solve(y, self.params["beta"], self.params["reference_solver"])

@@ -91,12 +91,12 @@ class NewtonSummaryAlgorithm(Algorithm):
                     period_hg=10, mom_lrs=0.5, remove_negative=True, momentum=0.9, momentum_damp=0.9,
                     ridge=0.0, noregul=False, hg_batch_size=100, backend="auto")
 
-    def __init__(self, problem, model, **params):
+    def __init__(self, problem, model, seed: int | None = None, **params):
         params = self.resolve_params(params)
-        super().__init__(problem, model, **params)
+        super().__init__(problem, model, seed=seed, **params)
         self.param_groups, self.name_groups = PARTITIONS[params["partition"]](model)
         data = problem.data
-        self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], torch.initial_seed())
+        self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], self.seed)
         self.backend, compile_missing = params["backend"], True
         if self.backend == "auto":
             steps = getattr(problem, "planned_steps", None)
