@@ -6,8 +6,9 @@ numpy and torch gives the whole history, metric columns as float64 arrays.
 
 How. Each save appends one pickle *frame group* ``PROTO ... STOP`` after the file's last byte:
 
-* new metric values go in as new float64 *chunks* (one array per column and save), which stay in
-  the pickler's memo for the life of the file, like every snapshot value already written;
+* new metric values go in as new float64 *chunks*: the sealed chunks of the run's
+  :class:`~workbench.record.MetricTable` (shared, not copied), which stay in the pickler's memo
+  for the life of the file, like every snapshot value already written;
 * then the history itself, in which a column is ``numpy.concatenate([chunk, chunk, ...])`` over
   memo references, so it costs a few bytes per chunk.
 
@@ -20,7 +21,7 @@ write (a full disk) too, and the next save rewrites the file.
 The file is rewritten whole (atomically: temporary file, fsync, rename; one chunk per column)
 when it is new, after a failed write, when the bytes appended since the last rewrite exceed both
 the rewrite's own size and 1 MiB (so rewrites cost O(1) per appended byte, amortised, and the file
-is at most about twice its content plus 1 MiB), or when a column has ``MAX_CHUNKS`` chunks.
+is at most about twice its content plus 1 MiB), or when a table has more than ``MAX_CHUNKS`` chunks.
 """
 from __future__ import annotations
 

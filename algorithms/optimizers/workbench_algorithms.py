@@ -51,8 +51,7 @@ class AdamWAlgorithm(_StepSizeAlgorithm):
     """torch.optim.AdamW (lr, betas, eps, weight_decay, amsgrad), fused where possible; step size None.
 
     Uses torch's fused kernel wherever torch supports it for these parameters (CUDA, and CPU since
-    torch 2.4: about 2.5x faster per step than the for-loop or foreach kernels for the 784-256-10
-    MLP on a 2-core CPU), else the foreach kernel.
+    torch 2.4; the fastest of torch's kernels, bench/optimizers_foreach.py), else the foreach kernel.
     """
 
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False)

@@ -26,38 +26,31 @@ Backends (same numbers, different cost):
 
 * ``"compiled"`` (needs ``model``): the ``"reverse"`` loop traced once per process into one aten
   graph (``make_fx`` through ``functional_call``, so the parameters, u, x and y are graph inputs;
-  ~4 s), CSE and DCE, then compiled ahead of time by AOTInductor into a package stored in
+  seconds), CSE and DCE, then compiled ahead of time by AOTInductor into a package stored in
   inductor's on-disk cache under the hash of the graph and its input shapes (:func:`package_dir`;
-  ~40 s, once per machine); later runs of the same graph load the package in ~0.03 s. Same
-  arithmetic as ``"reverse"`` (float round-off aside), no autograd-engine work per refresh. A new
-  batch shape (a last partial batch) is another graph. Needs a C++ compiler on CPU.
+  tens of seconds, once per machine); later runs of the same graph load the package instead.
+  Same arithmetic as ``"reverse"`` (float round-off aside), no autograd-engine work per refresh.
+  A new batch shape (a last partial batch) is another graph. Needs a C++ compiler on CPU.
 
 ``"auto"`` in :func:`compute_Hg` means ``"reverse"``; the optimizer's users that know how long a run
-is pick with :func:`choose_backend` (the workbench's ``newton_summary`` does). Measured on CPU (``bench/newton_summary.py``), the vmapped backends
-are SLOWER than the pruned loop (about 2.5x for a 784-128-64-10 MLP, 6x for 784-1024-200-100-10,
-batch 100): vmap turns the S masked directions into dense (S, *p) tangents, so every direction pays
-for every layer, while the loop's reverse passes skip the layers before subset s. They exist for
-devices where batching beats that pruning (GPU; not measured here).
+is pick with :func:`choose_backend` (the workbench's ``newton_summary`` does). On CPU the vmapped
+backends are slower than the pruned loop, the more so the deeper the model: vmap turns the S
+masked directions into dense (S, *p) tangents, so every direction pays for every layer, while the
+loop's reverse passes skip the layers before subset s. They exist for devices where batching beats
+that pruning (GPU). ``bench/newton_summary.py`` prints every backend's time per refresh, and
+``bench/newton_summary_auto.py`` the compile, load and run totals behind :func:`choose_backend`.
 
-Alternatives tried and dropped (CPU, 2 threads, float32, batch 100, median ms per refresh;
-784-128-64-10 S=6 | 784-1024-200-100-10 S=8; the "reverse" loop measured in the same process:
-5.4-5.9 | 23.5-28, of which the S third-order passes are about half: 2.7 | 16.7 without order3):
-
-* pruned forward mode, order3_s alone as jvp(jvp(jvp)) of a function of subset s only: 30 | 82;
-* H-bar rows alone by forward-over-reverse (jvp of ``grad`` w.r.t. subsets >= s, tangent v_s): 14 | 46;
-* ``torch.autograd.forward_ad``: nested dual levels are not supported, so no order3 that way;
-* ``torch.compile`` (aot_eager or inductor) of the pruned torch.func refresh: 47-49 | 150;
-* ``make_fx`` trace + CSE + DCE of the pruned torch.func refresh (rows fwd-over-rev, order3
-  jvp^3): 12 | 57; of a pure forward-mode refresh (H_st by jvp(jvp) per pair, g, order3 by
-  jvp^3): 24 | 144; of this reverse loop itself: 4.7-5.0 | 20.2-20.6 (1.15x, retraced per shape).
-
-Why: each pruned torch.func call recomputes the forward prefix (nothing shares the primal across
-subsets) and the jvp rules of linear/cross-entropy expand into several times more ops, while the
-loop reuses one forward and one create_graph gradient graph. What pays is removing the autograd
-engine and fusing the elementwise work: ``"compiled"`` measured 2.2 | 13.6 ms against 6.4 | 24.6
-for ``"reverse"`` (2.9x | 1.8x; bench/newton_summary.py --threads 2). A compile stall and a C++
-toolchain are not acceptable for every user of :func:`compute_Hg`, so its ``"auto"`` is
-``"reverse"``; :func:`choose_backend` decides for runs whose length is known.
+Alternatives tried and dropped, all slower on CPU than the reverse loop they would replace:
+pruned forward mode (order3_s as jvp(jvp(jvp)) of a function of subset s only); H-bar rows by
+forward-over-reverse (jvp of ``grad`` w.r.t. subsets >= s); ``torch.autograd.forward_ad`` (nested
+dual levels are not supported, so no order3 that way); ``torch.compile`` (aot_eager or inductor)
+of the pruned torch.func refresh; ``make_fx`` + CSE + DCE of the pruned torch.func refresh or of a
+pure forward-mode one. Why: each pruned torch.func call recomputes the forward prefix (nothing
+shares the primal across subsets) and the jvp rules of linear/cross-entropy expand into several
+times more ops, while the loop reuses one forward and one create_graph gradient graph. What pays
+is removing the autograd engine and fusing the elementwise work, which ``"compiled"`` does. A
+compile stall and a C++ toolchain are not acceptable for every user of :func:`compute_Hg`, so its
+``"auto"`` is ``"reverse"``; :func:`choose_backend` decides for runs whose length is known.
 
 ``full_loss(x, y)`` must be a scalar, typically ``loss_fn(model(x), y)`` (mean over the batch).
 Models with BatchNorm in training mode or dropout give summaries of a different loss than the
@@ -80,10 +73,8 @@ __all__ = ["compute_Hg", "compute_Hg_reverse", "flatten_groups", "check_directio
 
 BACKENDS = ("auto", "func", "batched", "reverse", "compiled")
 
-# ``choose_backend``'s thresholds, from bench/newton_summary_auto.py (784-128-64-10, 2 CPU threads):
-# a refresh costs 7-10 ms by the reverse loop and 2.4-3.1 ms compiled; a run's first compiled
-# refresh takes 4-7 s when the package is cached (the trace; the package loads in ~0.03 s) and
-# 35-46 s when it is compiled (once per machine and graph).
+# ``choose_backend``'s thresholds (bench/newton_summary_auto.py prints the figures they come from:
+# refresh times of both backends, the first compiled refresh with and without a cached package).
 AUTO_TRACE_REFRESHES = 1000     # from here a cached package repays the trace
 AUTO_COMPILE_REFRESHES = 7000   # from here a compile repays itself within the run
 
