@@ -1,4 +1,4 @@
-"""Algorithm families. Importing this package registers every algorithm (and the family's datasets,
-models and plotters) in ``workbench.registry``; heavy optional dependencies such as cvxpy load only
-when an algorithm that needs them runs."""
-from algorithms import growth, optimizers, shallow  # noqa: F401
+"""Algorithm families, one subpackage each. Importing a family registers its algorithms (and its
+datasets, models and plotters) in ``workbench.registry``; importing this package imports no
+family, so ``import algorithms.optimizers`` loads the optimizers alone.
+:func:`workbench.registry.load_all` imports every family found here."""

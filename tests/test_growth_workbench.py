@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-import algorithms  # noqa: F401  registers everything
 from algorithms.growth import GrowingMLP
 from workbench.problem import Problem
-from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError
+from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, load_all
+
+load_all()  # every family registers itself
 
 DT = torch.float64
 

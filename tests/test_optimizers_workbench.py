@@ -6,10 +6,11 @@ import copy
 import pytest
 import torch
 
-import algorithms  # noqa: F401  registers the algorithms
 from algorithms.optimizers import AdEMA, PersistentSGD, effective_step_size
 from workbench.problem import DataSplit, Problem
-from workbench.registry import ALGORITHMS, ConfigError
+from workbench.registry import ALGORITHMS, ConfigError, load_all
+
+load_all()  # every family registers itself
 
 # name -> (params for a tiny problem, expected effective step size)
 RUNS = {

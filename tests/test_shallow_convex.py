@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-import algorithms  # noqa: F401
 from algorithms.shallow import convex
 from algorithms.shallow.convex import (ConvexReLUProblem, all_patterns_1d, convex_objective, gate_patterns,
                                        pattern_set, prune, recover, unique_patterns)
 from algorithms.shallow.data import teacher
 from algorithms.shallow.model import TwoLayerReLU, add_bias, objective
 from workbench.problem import DataSplit, Problem
+from workbench.registry import load_all
+
+load_all()  # every family registers itself
 
 F64 = torch.float64
 BETA = 1e-3

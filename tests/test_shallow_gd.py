@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-import algorithms  # noqa: F401
 from algorithms.shallow import indicators
 from algorithms.shallow.data import sinus
 from algorithms.shallow.model import TwoLayerReLU, add_bias, gradients, objective
 from algorithms.shallow.relu_gd import ReLUGD, make_optimizer
 from workbench.problem import DataSplit, Problem
+from workbench.registry import load_all
+
+load_all()  # every family registers itself
 
 F64 = torch.float64
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import algorithms  # noqa: F401  registers everything
 from algorithms.shallow import data, init
 from algorithms.shallow.model import TwoLayerReLU, add_bias, gradients, objective, patterns, predict
 from workbench.problem import DataSplit, Problem
-from workbench.registry import DATASETS, MODELS, ConfigError
+from workbench.registry import DATASETS, MODELS, ConfigError, load_all
+
+load_all()  # every family registers itself
 
 F64 = torch.float64
 

@@ -58,7 +58,16 @@ PLOTTERS = Registry("plotter")
 
 
 def load_all() -> None:
-    """Import every module that registers something (the registries fill on import)."""
-    import algorithms  # noqa: F401  registers the algorithm families
+    """Import every module that registers something (the registries fill on import): every family
+    package under ``algorithms/`` (found, not listed: the framework knows no family), and the
+    framework's own datasets and models."""
+    import importlib
+    import pkgutil
+
+    import algorithms
+
+    for family in pkgutil.iter_modules(algorithms.__path__):
+        if family.ispkg and not family.name.startswith("_"):
+            importlib.import_module(f"algorithms.{family.name}")
     import workbench.datasets  # noqa: F401
     import workbench.models  # noqa: F401
