@@ -150,10 +150,16 @@ class Box:
         caller.write_bytes(f'@echo off\r\n"{win(self.root / bat)}" {" ".join(args)}\r\n'.encode())
         command = [WINE, "cmd", "/c", win(caller)]
         out_path = self.tmp / "console.txt"
-        with open(out_path, "wb") as out, open(os.devnull, "rb") as devnull:
-            proc = subprocess.run(command, cwd=cwd or self.tmp, env={**self.env, **(env or {})},
-                                  stdin=devnull, stdout=out, stderr=subprocess.STDOUT, timeout=120)
-        return proc.returncode, out_path.read_bytes().decode(errors="replace"), self.calls()
+        for attempt in range(2):
+            with open(out_path, "wb") as out, open(os.devnull, "rb") as devnull:
+                proc = subprocess.run(command, cwd=cwd or self.tmp, env={**self.env, **(env or {})},
+                                      stdin=devnull, stdout=out, stderr=subprocess.STDOUT, timeout=120)
+            console = out_path.read_bytes().decode(errors="replace")
+            # every launcher prints before anything can fail: no output at all means wine did not
+            # start cmd (seen once on a loaded machine), not a launcher failure; try once more
+            if proc.returncode == 0 or console.strip() or attempt:
+                return proc.returncode, console, self.calls()
+        return proc.returncode, console, self.calls()
 
     def make_venv(self) -> None:
         """.venv as setup.bat leaves it (for the run.bat tests, without running setup)."""
