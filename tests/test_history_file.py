@@ -199,3 +199,13 @@ def test_an_unreadable_history_names_the_file(tmp_path, content):
     (tmp_path / "history.pkl").write_bytes(content)
     with pytest.raises(record.CorruptRecord, match="history.pkl"):
         record.load_history(tmp_path)
+
+
+def test_a_table_of_empty_columns_loads_and_grows():
+    """A record saved right after a cut to zero rows keeps its (empty) columns."""
+    table = record.MetricTable({"step": np.zeros(0), "loss": np.zeros(0)})
+    assert len(table) == 0 and set(table.keys()) == {"step", "loss"}
+    table.add_row({"step": 1.0})
+    table.seal()
+    assert np.array_equal(table.column("step"), [1.0]) and np.isnan(table.column("loss")).all()
+    assert len(table.column("loss")) == 1

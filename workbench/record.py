@@ -276,11 +276,10 @@ class MetricTable:
         if n:
             self._sizes = [n]
             self._sealed = n
-            for key, values in columns.items():
-                chunk = np.array(values, dtype=np.float64)
-                chunk.flags.writeable = False
-                self._chunks[key] = [chunk]
-        for key in columns:
+        for key, values in columns.items():
+            chunk = np.array(values, dtype=np.float64)
+            chunk.flags.writeable = False
+            self._chunks[key] = [chunk] if n else []
             self._tail[key] = np.full(self._capacity, np.nan)
 
     def __len__(self) -> int:
