@@ -15,13 +15,11 @@ interrupted (Ctrl-C or SIGTERM; resume with --resume).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-DEBUG_VARIABLE = "WORKBENCH_DEBUG"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -35,7 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the unfinished runs of a run folder")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plots at the end")
     parser.add_argument("--debug", action="store_true",
-                        help=f"show the traceback of an error (also with the environment variable {DEBUG_VARIABLE}=1)")
+                        help="show the traceback of an error (also with the environment variable WORKBENCH_DEBUG=1)")
     args = parser.parse_intermixed_args(argv)  # options and key=value overrides in any order
     if args.config and "=" in args.config and not args.config.endswith(".py"):
         args.overrides.insert(0, args.config)
@@ -104,18 +102,11 @@ def execution_overrides(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Errors end with a message on stderr and exit code 2 (130 for Ctrl-C before training),
     with the traceback only under --debug or WORKBENCH_DEBUG=1."""
+    from workbench.cli import guarded
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("interrupted before training started; nothing was trained", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001  no traceback for users unless asked
-        if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-            raise
-        print(f"error: {type(exc).__name__}: {exc}\n(python main.py ... --debug, or {DEBUG_VARIABLE}=1, shows "
-              "the traceback)", file=sys.stderr)
-        return 2
+    return guarded(lambda: run(args), debug=args.debug, command="python main.py ...",
+                   interrupted="interrupted before training started; nothing was trained")
 
 
 def run(args: argparse.Namespace) -> int:

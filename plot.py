@@ -11,12 +11,10 @@ Writes PNG files into the run folder and prints the summary table.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-DEBUG_VARIABLE = "WORKBENCH_DEBUG"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,19 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--animate", action="store_true", help="write animations (GIF, or MP4 with ffmpeg)")
     parser.add_argument("--pool", action="store_true",
                         help="with several run folders: pool the seeds of equal labels into one band")
-    parser.add_argument("--debug", action="store_true", help=f"show the traceback of an error ({DEBUG_VARIABLE}=1 too)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (WORKBENCH_DEBUG=1 too)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return plot(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001  no traceback for users unless asked
-        if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-            raise
-        print(f"error: {type(exc).__name__}: {exc}\n(--debug, or {DEBUG_VARIABLE}=1, shows the traceback)",
-              file=sys.stderr)
-        return 2
+    from workbench.cli import guarded
+
+    return guarded(lambda: plot(args), debug=args.debug, command="python plot.py ...", interrupted="interrupted")
 
 
 def latest_readable(results: str) -> Path:

@@ -90,16 +90,21 @@ def test_singular_s2_auto_commits_what_eigh_commits():
     _collect(model, X, Y)
     out = {}
     for route in ("auto", "eigh"):
-        m = copy.deepcopy(model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m.compute_optimal_updates(maximum_added_neurons=2, statistical_threshold=0.0, whitening=route)
-        m.select_update(0)
-        m.set_scaling_factor(1.0)
-        m.apply_change()
         with torch.no_grad():
-            out[route] = m(X)
+            out[route] = _committed(model, route)(X)
     torch.testing.assert_close(out["auto"], out["eigh"], rtol=1e-10, atol=1e-10)
+
+
+def _committed(model, route):
+    """A copy of ``model`` with the first 2-neuron proposal of ``route`` committed at scale 1."""
+    m = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m.compute_optimal_updates(maximum_added_neurons=2, statistical_threshold=0.0, whitening=route)
+    m.select_update(0)
+    m.set_scaling_factor(1.0)
+    m.apply_change()
+    return m
 
 
 @pytest.mark.parametrize("activation", ZERO_AT_ZERO)
@@ -173,15 +178,7 @@ def test_constant_inputs_and_few_samples_auto_commits_what_eigh_commits():
     X[:, :5] = -0.4242  # a normalised zero pixel
     Y = torch.sin(X[:, :3])
     _collect(model, X, Y)
-    weights = {}
-    for route in ("auto", "eigh"):
-        m = copy.deepcopy(model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m.compute_optimal_updates(maximum_added_neurons=2, statistical_threshold=0.0, whitening=route)
-        m.select_update(0)
-        m.set_scaling_factor(1.0)
-        m.apply_change()
-        weights[route] = [p.detach().clone() for p in m.parameters()]
+    weights = {route: [p.detach().clone() for p in _committed(model, route).parameters()]
+               for route in ("auto", "eigh")}
     for a, b in zip(weights["auto"], weights["eigh"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -138,15 +138,7 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
     is reached, and rolls back to the last finite iterate (status "nonfinite") if the prox returns
     a negative or non-finite vector.
     """
-    if q.dim() != 1 or logK.shape != (q.shape[0], q.shape[0]):
-        raise ValueError(f"q must be (N,) and logK (N, N), got {tuple(q.shape)} and {tuple(logK.shape)}")
-    if bool((q < 0).any()) or not bool(torch.isfinite(q).all()):
-        raise ValueError("q must be finite and >= 0")
-    if int(max_iter) < 1 or int(check_every) < 1 or not tol > 0:
-        raise ValueError("need max_iter >= 1, check_every >= 1 and tol > 0")
-    q = q.to(F64)
-    if float(q.sum()) <= 0:
-        raise ValueError("q has zero total mass")
+    q = _checked_masses(q, logK, max_iter, check_every, tol)
     left, done, prox_iters, g = int(max_iter), 0, 0, g0
     lo, hi = torch.aminmax(logK)
     # a cold start on a kernel that underflows: a first exact iteration gives usable potentials
@@ -172,6 +164,21 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
         g = warm.g
     rest = _log_domain_step(q, logK, prox, max_iter=left, tol=tol, check_every=int(check_every), g0=g, kernel=kernel)
     return _counted(rest, done + rest.iterations, prox_iters + rest.prox_iterations)
+
+
+def _checked_masses(q: torch.Tensor, logK: torch.Tensor, max_iter, check_every, tol) -> torch.Tensor:
+    """q as float64, after the checks every JKO step needs (shapes, q >= 0 finite with mass > 0,
+    the iteration settings); ValueError otherwise."""
+    if q.dim() != 1 or logK.shape != (q.shape[0], q.shape[0]):
+        raise ValueError(f"q must be (N,) and logK (N, N), got {tuple(q.shape)} and {tuple(logK.shape)}")
+    if bool((q < 0).any()) or not bool(torch.isfinite(q).all()):
+        raise ValueError("q must be finite and >= 0")
+    if int(max_iter) < 1 or int(check_every) < 1 or not tol > 0:
+        raise ValueError("need max_iter >= 1, check_every >= 1 and tol > 0")
+    q = q.to(F64)
+    if float(q.sum()) <= 0:
+        raise ValueError("q has zero total mass")
+    return q
 
 
 # Stabilised scalings: how often they are checked, the range they are kept in, and the fallback.
@@ -301,16 +308,8 @@ def _log_domain_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
     shifted dense product underflows). Never leaves the float64 range; the fallback of the
     stabilised scalings. ``logK`` must be symmetric; ``warn``: warn when ``max_iter`` is reached.
     """
-    if q.dim() != 1 or logK.shape != (q.shape[0], q.shape[0]):
-        raise ValueError(f"q must be (N,) and logK (N, N), got {tuple(q.shape)} and {tuple(logK.shape)}")
-    if bool((q < 0).any()) or not bool(torch.isfinite(q).all()):
-        raise ValueError("q must be finite and >= 0")
-    if int(max_iter) < 1 or int(check_every) < 1 or not tol > 0:
-        raise ValueError("need max_iter >= 1, check_every >= 1 and tol > 0")
-    q = q.to(F64)
+    q = _checked_masses(q, logK, max_iter, check_every, tol)
     mass = float(q.sum())
-    if mass <= 0:
-        raise ValueError("q has zero total mass")
     logq = _masked_log(q)
     g = torch.zeros_like(q) if g0 is None else g0.to(F64).clone()
     g = torch.where(q > 0, g, torch.full_like(g, -math.inf))
