@@ -2,7 +2,7 @@
 
 The minimal step (what a researcher would write): hidden ``torch.addmm(b, x, W.T)``, relu, ``@ a``,
 mean squared error (no 1/2) plus (beta/2)(|W|^2 + |b|^2 + |a|^2), ``backward()``,
-``optimizer.step()``. The workbench's step is :class:`algorithms.shallow.relu_gd.ReLUGD` as the
+``optimizer.step()``. The workbench's step is :class:`algorithms.shallow.workbench_algorithms.ReLUGD` as the
 runner calls it (full batch, the same optimizer). Both run in the same process on the same data
 and starting point, timed in alternating blocks; the ratio is the median of the blocks' ratios.
 
@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from algorithms.shallow.model import TwoLayerReLU  # noqa: E402
-from algorithms.shallow.relu_gd import ReLUGD  # noqa: E402
+from algorithms.shallow.workbench_algorithms import ReLUGD  # noqa: E402
 from workbench.problem import DataSplit, Problem  # noqa: E402
 
 

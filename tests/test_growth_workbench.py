@@ -17,7 +17,7 @@ DT = torch.float64
 
 
 def make_problem(batch_size=None):
-    data = DATASETS["student_teacher"](None, None, n=200, n_test=100, seed=0)
+    data = DATASETS["student_teacher"](None, n=200, n_test=100, seed=0)
     for key in ("x_train", "y_train", "x_test", "y_test"):
         setattr(data, key, getattr(data, key).to(DT))
 
@@ -58,9 +58,13 @@ def test_invalid_parameters_raise(bad, match):
 
 
 def test_growth_needs_a_growing_mlp():
-    problem = make_problem()
-    with pytest.raises(ConfigError, match="growing_mlp"):
-        ALGORITHMS["growth"](problem, torch.nn.Linear(10, 10))
+    growth = ALGORITHMS["growth"]
+    with pytest.raises(ValueError, match="the growth algorithm needs model='growing_mlp', got Linear"):
+        growth.check_model(torch.nn.Linear(10, 10), growth.resolve_params({}))
+    two_layers = MODELS["growing_mlp"]((10,), 3, number_hidden_layers=2)
+    with pytest.raises(ValueError, match=r"target_width needs 2 widths, got \[4\]"):
+        growth.check_model(two_layers, growth.resolve_params({"target_width": [4]}))
+    growth.check_model(two_layers, growth.resolve_params({"target_width": [4, 5]}))
 
 
 @pytest.mark.parametrize("method", ["tiny", "gradmax", "random"])
@@ -122,5 +126,5 @@ def test_growing_mlp_model_entry():
     model = MODELS["growing_mlp"]((1, 28, 28), 10, hidden_size=4, number_hidden_layers=2)
     assert isinstance(model, GrowingMLP) and model.hidden_sizes == [4, 4]
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         MODELS["growing_mlp"]((10,), 3, hidden_size=0)

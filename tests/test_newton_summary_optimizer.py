@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from algorithms.optimizers import NewtonSummary, compute_Hg, fullbatch_gradient, nesterov_lrs, partition
-from algorithms.optimizers.newton_summary.models import scaled_mlp
+from algorithms.optimizers.newton_summary.workbench_algorithm import scaled_mlp
 from tests._newton_summary_helpers import DT, batch, ce_loss, tanh_mlp
 
 

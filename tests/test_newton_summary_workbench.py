@@ -8,11 +8,10 @@ import math
 import pytest
 import torch
 
-import workbench.plots.newton_summary  # noqa: F401  registers the plotter
 from workbench.registry import ALGORITHMS, MODELS, PLOTTERS, ConfigError, load_all
 from workbench.runner import Experiment, build_problem, plan_runs
 
-load_all()
+load_all(plots=True)
 
 
 def _config(tiny_config, **kw):
@@ -88,7 +87,7 @@ def test_scaled_mlp_same_function_as_mlp():
                              bias_scales=[2.0, 3.0]).double()
     x = torch.randn(5, 6, dtype=torch.float64)
     torch.testing.assert_close(a(x), b(x), rtol=1e-6, atol=1e-7)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match="scaled_mlp needs 2 weight_scales and bias_scales"):
         MODELS["scaled_mlp"]((6,), 3, hidden=[8], weight_scales=[1.0])
 
 

@@ -1,4 +1,4 @@
-"""The optimizers family as registered workbench algorithms, and ``effective_step_size``."""
+"""The optimizers family as registered workbench algorithms, and their effective step sizes."""
 from __future__ import annotations
 
 import copy
@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from algorithms.optimizers import AdEMA, PersistentSGD, effective_step_size
+from algorithms.optimizers import AdEMA, PersistentSGD
 from workbench.problem import DataSplit, Problem
 from workbench.registry import ALGORITHMS, ConfigError, load_all
 
@@ -62,11 +62,11 @@ def test_registered_algorithm_decreases_the_loss(name, task):
 def test_info_reports_the_effective_step_size(name):
     problem = make_problem()
     params, expected = RUNS[name]
-    info = fresh(name, problem, problem.build_model(), **params).info()
+    facts = fresh(name, problem, problem.build_model(), **params).summary_facts()
     if expected is None:
-        assert info == {"effective_step_size": None}
+        assert facts == {"eff. step": None}
     else:
-        assert info["effective_step_size"] == pytest.approx(expected, rel=1e-12)
+        assert facts["eff. step"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_defaults_are_filled_in_and_reach_the_optimizer():
@@ -75,10 +75,10 @@ def test_defaults_are_filled_in_and_reach_the_optimizer():
     psgd = fresh("persistent_sgd", problem, model)
     assert isinstance(psgd.optimizer, PersistentSGD)
     assert psgd.optimizer.defaults["lr"] == 0.01 and psgd.optimizer.defaults["decay"] == 0.99
-    assert psgd.info()["effective_step_size"] == pytest.approx(1.0)  # the reference's setting
+    assert psgd.summary_facts()["eff. step"] == pytest.approx(1.0)  # the reference's setting
     adema = fresh("adema", problem, model)
     assert isinstance(adema.optimizer, AdEMA)
-    assert adema.info()["effective_step_size"] == pytest.approx(1e-6)
+    assert adema.summary_facts()["eff. step"] == pytest.approx(1e-6)
     adamw = fresh("adamw", problem, model, betas=[0.8, 0.9])
     group = adamw.optimizer.param_groups[0]
     assert group["betas"] == (0.8, 0.9) and group["weight_decay"] == 0.01 and group["eps"] == 1e-8
@@ -110,9 +110,8 @@ def test_algorithm_state_dict_continues_exactly(name):
 def test_unknown_parameter_names_the_closest():
     with pytest.raises(ConfigError, match=r"no parameter 'decya'.*Did you mean 'decay'"):
         ALGORITHMS["persistent_sgd"].resolve_params({"decya": 0.9})
-    problem = make_problem()
     with pytest.raises(ConfigError, match=r"Did you mean 'momentum'"):
-        fresh("sgd", problem, problem.build_model(), momentun=0.9)
+        ALGORITHMS["sgd"].resolve_params({"momentun": 0.9})
 
 
 @pytest.mark.parametrize("name,params,pattern", [
@@ -128,16 +127,23 @@ def test_invalid_hyperparameters_propagate_as_value_error(name, params, pattern)
         fresh(name, problem, problem.build_model(), **params)
 
 
-def test_effective_step_size_table():
-    assert effective_step_size("persistent_sgd", dict(lr=0.01, decay=0.99)) == pytest.approx(1.0)
-    assert effective_step_size("persistent_sgd", dict(lr=0.3, decay=0.0)) == 0.3
-    assert effective_step_size("adema", dict(lr=1e-3, beta=0.5, decay=0.999)) == pytest.approx(1e-6)
-    assert effective_step_size("sgd", dict(lr=0.1, momentum=0.9)) == pytest.approx(1.0)
-    assert effective_step_size("sgd", dict(lr=0.1, momentum=0.9, dampening=0.9)) == pytest.approx(0.1)
-    assert effective_step_size("sgd", dict(lr=0.1)) == pytest.approx(0.1)
-    assert effective_step_size("adamw", dict(lr=1e-3)) is None
-    with pytest.raises(ValueError, match="newton"):
-        effective_step_size("newton", {})
+def test_effective_step_sizes_in_closed_form():
+    cases = [("persistent_sgd", dict(lr=0.01, decay=0.99), 1.0), ("persistent_sgd", dict(lr=0.3, decay=0.0), 0.3),
+             ("adema", dict(lr=1e-3, beta=0.5, decay=0.999), 1e-6), ("sgd", dict(lr=0.1, momentum=0.9), 1.0),
+             ("sgd", dict(lr=0.1, momentum=0.9, dampening=0.9), 0.1), ("sgd", dict(lr=0.1), 0.1),
+             ("adamw", dict(lr=1e-3), None)]
+    problem = make_problem()
+    for name, params, expected in cases:
+        step = fresh(name, problem, problem.build_model(), **params).effective_step_size()
+        assert step == (None if expected is None else pytest.approx(expected, rel=1e-12)), (name, params)
+
+
+def test_defaults_are_the_optimizer_constructors_own():
+    import inspect
+
+    for name, cls in (("persistent_sgd", PersistentSGD), ("adema", AdEMA)):
+        signature = inspect.signature(cls).parameters
+        assert ALGORITHMS[name].defaults == {k: signature[k].default for k in ALGORITHMS[name].defaults}
 
 
 @pytest.mark.parametrize("name,params", [
@@ -158,4 +164,6 @@ def test_effective_step_size_is_the_steady_state_step_for_a_constant_gradient(na
         opt.zero_grad()
         (c @ p).backward()
         opt.step()
-    torch.testing.assert_close(p.detach() - prev, -effective_step_size(name, params) * c, rtol=1e-10, atol=0.0)
+    problem = make_problem()
+    eta = fresh(name, problem, problem.build_model(), **params).effective_step_size()
+    torch.testing.assert_close(p.detach() - prev, -eta * c, rtol=1e-10, atol=0.0)

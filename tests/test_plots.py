@@ -79,7 +79,7 @@ def test_every_test_accuracy_metric_gets_a_plot(tmp_path):
 
 
 def _captured(monkeypatch):
-    from workbench.plots import shallow
+    from algorithms.shallow import plots as shallow
 
     figures = []
     monkeypatch.setattr(shallow, "_save", lambda fig, path: figures.append(fig) or path)
@@ -87,7 +87,7 @@ def _captured(monkeypatch):
 
 
 def test_a_flat_objective_gets_a_linear_axis_and_no_empty_gap_panel(monkeypatch, tmp_path):
-    from workbench.plots import shallow
+    from algorithms.shallow import plots as shallow
 
     figures = _captured(monkeypatch)
     flat = 0.0518071 + 1e-9 * np.arange(10)
@@ -101,7 +101,7 @@ def test_a_flat_objective_gets_a_linear_axis_and_no_empty_gap_panel(monkeypatch,
 
 
 def test_prox_particles_have_one_colour_each_and_zero_reads_zero(monkeypatch, tmp_path):
-    from workbench.plots import wasserstein
+    from algorithms.shallow import plots_wasserstein as wasserstein
 
     figures = _captured(monkeypatch)
     snaps = {"step": [0, 1, 2], "W": [np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[2.0, 0.0], [1e-70, 0.0]]),
@@ -119,7 +119,7 @@ def test_prox_particles_have_one_colour_each_and_zero_reads_zero(monkeypatch, tm
 
 
 def test_exact_zeros_stay_on_a_log_metric_axis(monkeypatch, tmp_path):
-    from workbench.plots import wasserstein
+    from algorithms.shallow import plots_wasserstein as wasserstein
 
     figures = _captured(monkeypatch)
     run = _run("jko", np.ones(4), mass_error=np.array([1e-3, 0.0, 1e-8, 0.0]))

@@ -33,10 +33,14 @@ if "_test_probe" not in ALGORITHMS:
 
         defaults = {"lr": 0.05, "tag": ""}
 
-        def build_optimizer(self, parameters, lr, tag):
-            SEEN[tag] = {"init": copy.deepcopy(self.model.state_dict()), "batches": []}
-            self.tag = tag
+        @classmethod
+        def build_optimizer(cls, parameters, lr, tag):
             return torch.optim.SGD(parameters, lr=lr)
+
+        def __init__(self, problem, model, seed: int | None = None, **params):
+            super().__init__(problem, model, seed=seed, **params)
+            self.tag = self.params["tag"]
+            SEEN[self.tag] = {"init": copy.deepcopy(self.model.state_dict()), "batches": []}
 
         def step(self, x, y):
             SEEN[self.tag]["batches"].append(x.sum().item())
@@ -65,9 +69,13 @@ if "_test_probe" not in ALGORITHMS:
 
         defaults = {"lr": 0.1, "inf_from": None, "event_at": None}
 
-        def build_optimizer(self, parameters, lr, inf_from, event_at):
-            self.count = 0
+        @classmethod
+        def build_optimizer(cls, parameters, lr, inf_from, event_at):
             return torch.optim.SGD(parameters, lr=lr)
+
+        def __init__(self, problem, model, seed: int | None = None, **params):
+            super().__init__(problem, model, seed=seed, **params)
+            self.count = 0
 
         def step(self, x, y):
             self.count += 1
@@ -80,7 +88,7 @@ if "_test_probe" not in ALGORITHMS:
             return metrics
 
     @DATASETS.register("_test_quadratic")
-    def quadratic(data_dir, subset=None):
+    def quadratic(data_dir):
         """One example x = 1, y = 0: with a bias-free linear model F(w) = w^2, curvature 2."""
         one = torch.ones(1, 1)
         return DataSplit(one, torch.zeros(1), one, torch.zeros(1), task="regression", n_outputs=1)
@@ -124,7 +132,7 @@ def test_record_contract_round_trip(tiny_config):
         assert metrics["epoch"][-1] == 2.0
     sgd = history["runs"][0]
     assert sgd["params"]["momentum"] == 0.9 and sgd["label"] == "sgd lr=0.1 momentum=0.9"
-    assert sgd["info"]["effective_step_size"] == pytest.approx(1.0)
+    assert sgd["summary_facts"]["eff. step"] == pytest.approx(1.0)
     assert not (experiment.run_dir / "checkpoints" / "run_000.pt").exists()  # finished runs drop theirs
 
 

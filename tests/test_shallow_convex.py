@@ -13,6 +13,7 @@ from algorithms.shallow.convex import (ConvexReLUProblem, all_patterns_1d, conve
                                        pattern_set, prune, recover, unique_patterns)
 from algorithms.shallow.data import teacher
 from algorithms.shallow.model import TwoLayerReLU, add_bias, objective
+from algorithms.shallow.workbench_algorithms import ReLUConvex
 from workbench.problem import DataSplit, Problem
 from workbench.registry import load_all
 
@@ -165,7 +166,7 @@ def _problem(x, y, model):
 def test_relu_convex_algorithm_installs_recovered_network(note_case):
     x, y, _, _, result = note_case
     model = TwoLayerReLU(torch.randn(5, 2, dtype=F64), torch.ones(5, dtype=F64))
-    algo = convex.ReLUConvex(_problem(x, y, model), model, beta=BETA)
+    algo = ReLUConvex(_problem(x, y, model), model, beta=BETA)
     m = algo.step(x, y)
     assert m["solve_ok"] == 1.0 and m["n_patterns"] == 15
     assert abs(float(m["objective"]) - NOTE_OPTIMUM) < 5e-8
@@ -176,7 +177,7 @@ def test_relu_convex_algorithm_installs_recovered_network(note_case):
     info = algo.info()
     assert info["data_x"].shape == (8, 1)
     fresh = TwoLayerReLU(torch.randn(3, 2, dtype=F64), torch.ones(3, dtype=F64))
-    algo2 = convex.ReLUConvex(_problem(x, y, fresh), fresh, beta=BETA)
+    algo2 = ReLUConvex(_problem(x, y, fresh), fresh, beta=BETA)
     assert not algo2.converged
     algo2.load_state_dict(state)
     assert algo2.converged
@@ -188,7 +189,7 @@ def test_relu_convex_failed_solve_keeps_network():
     y = torch.sin(3 * x[:, 0])
     W0, a0 = torch.randn(4, 2, dtype=F64), torch.ones(4, dtype=F64)
     model = TwoLayerReLU(W0, a0)
-    algo = convex.ReLUConvex(_problem(x, y, model), model, beta=BETA, solver_options={"max_iter": 1})
+    algo = ReLUConvex(_problem(x, y, model), model, beta=BETA, solver_options={"max_iter": 1})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = algo.step(x, y)
@@ -202,7 +203,7 @@ def test_relu_convex_sampled_steps_never_increase_objective():
     x, y = teacher(30, 2, seed=3, k=2)
     model = TwoLayerReLU(0.1 * torch.randn(4, 3, dtype=F64), torch.ones(4, dtype=F64))
     torch.manual_seed(0)
-    algo = convex.ReLUConvex(_problem(x, y, model), model, beta=1e-3, n_gates=30, max_solves=None)
+    algo = ReLUConvex(_problem(x, y, model), model, beta=1e-3, n_gates=30, max_solves=None)
     values = [algo.step(x, y)["convex_objective"] for _ in range(3)]
     assert all(b <= a + 1e-7 for a, b in zip(values, values[1:]))
 

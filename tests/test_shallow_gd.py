@@ -9,7 +9,8 @@ import torch
 from algorithms.shallow import indicators
 from algorithms.shallow.data import sinus
 from algorithms.shallow.model import TwoLayerReLU, add_bias, gradients, objective
-from algorithms.shallow.relu_gd import ReLUGD, make_optimizer
+from algorithms.shallow.workbench_algorithms import ReLUGD
+from workbench.algorithm import torch_optimizer_class
 from workbench.problem import DataSplit, Problem
 from workbench.registry import load_all
 
@@ -83,16 +84,16 @@ def test_state_dict_resume_is_exact():
 
 
 def test_validation_and_optimizer_lookup():
-    x, y, model, problem = _setup()
-    with pytest.raises(ValueError, match="valid: .*AdamW"):
-        make_optimizer("nope", [model.W], 0.1)
-    assert isinstance(make_optimizer("AdamW", [model.W], 0.1), torch.optim.AdamW)
-    with pytest.raises(ValueError):
-        ReLUGD(problem, model, lr=-1.0)
-    with pytest.raises(ValueError):
-        ReLUGD(problem, model, beta=-1.0)
-    with pytest.raises(ValueError, match="two_layer_relu"):
-        ReLUGD(problem, torch.nn.Linear(1, 1))
+    with pytest.raises(ValueError, match=r"optimizer must name a torch.optim class, got 'nope'; valid: .*AdamW"):
+        torch_optimizer_class("nope")
+    assert torch_optimizer_class("AdamW") is torch.optim.AdamW and torch_optimizer_class("sgd") is torch.optim.SGD
+    for bad, message in ((dict(lr=-1.0), r"lr must be > 0, got -1.0"), (dict(beta=-1.0), r"beta must be >= 0, got -1.0"),
+                         (dict(optimizer="nope"), r"optimizer must name a torch.optim class, got 'nope'"),
+                         (dict(optimizer_args=dict(momentum=-0.5)), r"momentum")):
+        with pytest.raises(ValueError, match=message):
+            ReLUGD.check_params(ReLUGD.resolve_params(bad))
+    with pytest.raises(ValueError, match="relu_gd needs model='two_layer_relu', got Linear"):
+        ReLUGD.check_model(torch.nn.Linear(1, 1), ReLUGD.resolve_params({}))
 
 
 def test_convex_reference_recorded():

@@ -130,9 +130,9 @@ def test_model_registry_entry():
     assert set(m.a.abs().tolist()) == {0.5}
     g = MODELS["two_layer_relu"]((1,), 1, init="grid", m_per_axis=4, scale=1.0)
     assert g.width == 16
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match=r"flat inputs of shape \(d,\), got \(1, 28, 28\)"):
         MODELS["two_layer_relu"]((1, 28, 28), 1)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match="init='grid' needs 1-D inputs"):
         MODELS["two_layer_relu"]((2,), 1, init="grid")
 
 
@@ -152,7 +152,7 @@ def test_reference_generators():
 
 
 def test_teacher_dataset_planted_network():
-    split = DATASETS["teacher"](None, None, n=64, n_test=16, d=2, k=3, seed=5)
+    split = DATASETS["teacher"](None, n=64, n_test=16, d=2, k=3, seed=5)
     W, a = split.extras["teacher_W"], split.extras["teacher_a"]
     assert W.shape == (3, 3) and a.shape == (3,)
     torch.testing.assert_close(W.norm(dim=1), torch.ones(3, dtype=F64))
@@ -166,31 +166,58 @@ def test_teacher_dataset_planted_network():
 
 @pytest.mark.parametrize("name", ["linear", "sinus", "random_linear", "noise"])
 def test_generator_datasets(name):
-    split = DATASETS[name](None, 7, n=20, n_test=5, d=1, seed=0)
+    split = DATASETS[name](None, n=7, n_test=5, d=1, seed=0)
     assert split.x_train.shape == (7, 1) and split.y_train.shape == (7,)
     assert split.x_test.shape == (5, 1) and split.x_train.dtype == F64
-    empty = DATASETS[name](None, None, n=4, d=2)
+    x, y = getattr(data, name)(n=7, d=1, seed=0)
+    torch.testing.assert_close(split.x_train, x, rtol=0, atol=0)
+    torch.testing.assert_close(split.y_train, y, rtol=0, atol=0)
+    empty = DATASETS[name](None, n=4, d=2)
     assert empty.x_test.shape == (0, 2)
-    with pytest.raises(ConfigError):
-        DATASETS[name](None, None, n=0)
+    with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
+        DATASETS[name](None, n=0)
 
 
-def test_mnist_pair_from_fake_files(monkeypatch, tmp_path):
-    import sys
-    import types
+def _idx_split(tmp_path, n: int, seed: int):
+    """n random MNIST-format images and labels 0..9 written as IDX files and read back."""
+    from workbench.mnist_files import read_idx, write_idx
 
-    rng = np.random.default_rng(0)
-    fake = types.ModuleType("workbench.mnist_files")
-    imgs = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
-    labels = np.arange(30, dtype=np.int64) % 10
-    fake.load = lambda root, name: (imgs, labels, imgs[:10], labels[:10])
-    monkeypatch.setitem(sys.modules, "workbench.mnist_files", fake)
-    import workbench
+    rng = np.random.default_rng(seed)
+    images = write_idx(tmp_path / f"images-{seed}", rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+    labels = write_idx(tmp_path / f"labels-{seed}", (np.arange(n) % 10).astype(np.uint8))
+    return read_idx(images), read_idx(labels).astype(np.int64)
 
-    monkeypatch.setattr(workbench, "mnist_files", fake, raising=False)
-    split = DATASETS["mnist_pair"](tmp_path, None, digits=(3, 7), downsample=4)
-    assert split.x_train.shape == (6, 49) and set(split.y_train.tolist()) == {1.0, -1.0}
-    assert split.x_train.min() >= 0 and split.x_train.max() <= 1
-    torch.testing.assert_close(split.y_train, torch.tensor([1.0, -1.0] * 3, dtype=F64))
-    proj = DATASETS["mnist_pair"](tmp_path, 4, digits=(3, 7), d=5)
-    assert proj.x_train.shape == (4, 5) and proj.x_test.shape == (2, 5)
+
+def test_mnist_pair_keeps_two_digits_as_plus_minus_one(tmp_path):
+    images, labels = _idx_split(tmp_path, 30, 0)
+    x, y = data.mnist_pair(images, labels, digits=(3, 7), downsample=4)
+    keep = np.flatnonzero((labels == 3) | (labels == 7))
+    assert x.shape == (6, 49) and x.dtype == F64
+    torch.testing.assert_close(y, torch.tensor([1.0, -1.0] * 3, dtype=F64))
+    # 4x4 average pooling of the pixels scaled to [0, 1], by hand
+    pooled = images[keep].astype(np.float64).reshape(6, 7, 4, 7, 4).mean(axis=(2, 4)) / 255.0
+    np.testing.assert_allclose(x.numpy(), pooled.reshape(6, 49), rtol=1e-12, atol=1e-15)
+    x4, _ = data.mnist_pair(images, labels, n=4, d=5, seed=1, digits=(3, 7))
+    P = torch.randn(784, 5, generator=torch.Generator().manual_seed(1), dtype=F64)
+    flat = torch.from_numpy(images[keep[:4]].astype(np.float64) / 255.0).reshape(4, 784)
+    torch.testing.assert_close(x4, flat @ P / math.sqrt(784), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="two different digits"):
+        data.mnist_pair(images, labels, digits=(3, 3))
+
+
+def test_mnist_pair_dataset_reads_the_mnist_files():
+    from pathlib import Path
+
+    from workbench import mnist_files
+
+    root = Path(__file__).resolve().parent.parent / "data"
+    try:
+        mnist_files.locate(root, "mnist")
+    except FileNotFoundError:
+        pytest.skip(f"MNIST is not in {root} (setup fetches it)")
+    split = DATASETS["mnist_pair"](root, n=50, n_test=20, digits=(0, 1), downsample=2)
+    assert split.x_train.shape == (50, 196) and split.x_test.shape == (20, 196)
+    _, y_train, _, y_test = mnist_files.load(root, "mnist")
+    expected = np.where(y_train[np.isin(y_train, (0, 1))][:50] == 0, 1.0, -1.0)
+    np.testing.assert_array_equal(split.y_train.numpy(), expected)
+    assert split.extras == {"digits": (0, 1)} and 0 <= split.x_train.min() and split.x_train.max() <= 1

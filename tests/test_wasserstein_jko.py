@@ -6,7 +6,9 @@ import warnings
 import pytest
 import torch
 
-from algorithms.shallow.jko import ReluJKO, cost_matrix, jko_step, log_kernel, plan, relu_grid
+from algorithms.shallow.jko import cost_matrix, jko_step, log_kernel, plan
+from algorithms.shallow.workbench_algorithms import ReluJKO
+from algorithms.shallow.workbench_data import relu_grid
 from algorithms.shallow.jko_prox import QuadraticEnergy, kl_divergence, make_prox
 from workbench.problem import DataSplit, Problem
 
@@ -195,13 +197,20 @@ def test_relu_jko_solvers_give_the_same_step(solver):
     assert float((other.p - ref.p).norm() / ref.p.norm()) < 1e-5
 
 
-def test_relu_jko_rejects_bad_parameters():
-    problem, _, _ = _jko_problem()
-    model = relu_grid((1,), 1, n=8)
-    with pytest.raises(ValueError, match="prox_solver"):
-        ReluJKO(problem, model, prox_solver="ecos")
-    with pytest.raises(ValueError, match="epsilon"):
-        ReluJKO(problem, model, epsilon=-1.0)
+def test_relu_jko_rejects_bad_parameters_and_models():
+    with pytest.raises(ValueError, match="prox_solver must be one of torch, scipy, cvxpy, got 'ecos'"):
+        ReluJKO.check_params(ReluJKO.resolve_params({"prox_solver": "ecos"}))
+    with pytest.raises(ValueError, match="epsilon must be > 0, got -1.0"):
+        ReluJKO.check_params(ReluJKO.resolve_params({"epsilon": -1.0}))
+    params = ReluJKO.resolve_params({})
+    with pytest.raises(ValueError, match="relu_jko needs a two-layer ReLU model"):
+        ReluJKO.check_model(torch.nn.Linear(1, 1), params)
+    empty = relu_grid((1,), 1, n=8)
+    with torch.no_grad():
+        empty.a.zero_()
+    with pytest.raises(ValueError, match="zero total mass"):
+        ReluJKO.check_model(empty, params)
+    ReluJKO.check_model(relu_grid((1,), 1, n=8), params)
 
 
 def test_log_matvec_matches_logsumexp_even_when_the_kernel_underflows():

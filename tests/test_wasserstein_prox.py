@@ -7,7 +7,8 @@ import torch
 
 from algorithms.shallow.distances import wasserstein2
 from algorithms.shallow.model import TwoLayerReLU, add_bias, gradients
-from algorithms.shallow.prox import ProxPoint, ReluProx
+from algorithms.shallow.prox import ProxPoint
+from algorithms.shallow.workbench_algorithms import ReluProx
 from workbench.problem import DataSplit, Problem
 
 F64 = torch.float64

@@ -6,8 +6,11 @@ entry with any other key is an error) and implements :meth:`step`.
 
 Lifecycle, per (run entry, seed)::
 
-    algo = cls(problem, model, **params)      # model: a fresh copy of the seed's initial weights
-    algo.info()                               # static facts recorded once (e.g. effective lr)
+    cls.check_params(params)                  # before any run folder: the values alone
+    cls.check_model(model, params)            # before any run folder: the values with the model
+    algo = cls(problem, model, seed, **params)  # model: a fresh copy of the seed's initial weights
+    algo.info()                               # static facts recorded once
+    algo.summary_facts()                      # columns of the summary table (e.g. the effective lr)
     loop:  metrics = algo.step(x, y)          # one update on a batch (or the full set)
            algo.evaluate()                    # when an evaluation is due
            algo.snapshot()                    # every ``snapshot_every`` steps, if not None
@@ -51,9 +54,11 @@ class Algorithm:
     converged: bool = False
 
     def __init__(self, problem, model: torch.nn.Module, seed: int | None = None, **params):
+        """``params`` as the runner passes them: resolved and checked. Missing keys take their
+        defaults (for direct use in a script); nothing is checked again here."""
         self.problem = problem
         self.model = model
-        self.params = params
+        self.params = {**self.defaults, **params}
         # every random stream of the algorithm starts from this (the runner passes the run's seed)
         self.seed = torch.initial_seed() if seed is None else int(seed)
 
@@ -78,6 +83,11 @@ class Algorithm:
 
         ``params`` are resolved (every default filled in). The base class accepts everything."""
 
+    @classmethod
+    def check_model(cls, model: torch.nn.Module, params: dict) -> None:
+        """Raise ValueError when this algorithm cannot train ``model`` with ``params`` (called once,
+        on the config's model, before any run folder exists). The base class accepts any model."""
+
     # -- what subclasses implement -------------------------------------------------------------
     def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """One update on the batch ``(x, y)``; returns metrics, at least ``train_loss``.
@@ -98,7 +108,12 @@ class Algorithm:
         return None
 
     def info(self) -> dict[str, Any]:
-        """Static facts about this run recorded with it (e.g. the effective step size)."""
+        """Static facts about this run recorded with it (for the family's plots)."""
+        return {}
+
+    def summary_facts(self) -> dict[str, float | str]:
+        """Facts the summary table shows as columns, ``{column title: value}`` (e.g. the optimizers'
+        ``"eff. step"``); recorded with the run. Runs without a column show "-" there."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,8 +135,9 @@ def _is_number(value) -> bool:
 
 
 def _check_number(key: str, default, value) -> None:
-    """A parameter whose default is a number takes a number (or None), not a string or a flag."""
-    if _is_number(default) and value is not None and not _is_number(value):
+    """A parameter whose default is a number takes no string or flag in its place (a list of
+    numbers, where the algorithm accepts one, is checked by the algorithm)."""
+    if _is_number(default) and isinstance(value, (str, bool)):
         hint = ""
         if isinstance(value, str):
             try:
@@ -179,19 +195,18 @@ class OptimizerAlgorithm(Algorithm):
 
     def __init__(self, problem, model, seed: int | None = None, **params):
         super().__init__(problem, model, seed=seed, **params)
-        self.optimizer = self.build_optimizer(model.parameters(), **params)
+        self.optimizer = self.build_optimizer(model.parameters(), **self.params)
 
-    def build_optimizer(self, parameters, **params) -> torch.optim.Optimizer:
+    @classmethod
+    def build_optimizer(cls, parameters, **params) -> torch.optim.Optimizer:
+        """The optimizer on ``parameters`` for the resolved ``params`` (a pure function of them)."""
         raise NotImplementedError
 
     @classmethod
     def check_params(cls, params: dict) -> None:
         """Build the optimizer once on a dummy tensor: its own validation runs before training."""
-        probe = cls.__new__(cls)
-        probe.model = torch.nn.Linear(1, 1)
-        probe.problem, probe.params = None, params
         try:
-            probe.build_optimizer(probe.model.parameters(), **params)
+            cls.build_optimizer(torch.nn.Linear(1, 1).parameters(), **params)
         except ValueError as exc:
             raise ValueError(_naming_the_parameter(str(exc), params)) from None
 

@@ -1,7 +1,8 @@
 """Registered datasets: MNIST-format image sets and small synthetic generators.
 
-Each entry is ``fn(data_dir, subset, **dataset_args) -> DataSplit`` returning CPU tensors; the runner
-moves them once to the run's device and dtype. Images are normalised here, once, never per batch.
+Each entry is ``fn(data_dir, **dataset_args) -> DataSplit`` returning CPU tensors; the runner keeps
+the first ``subset`` training examples and moves them once to the run's device and dtype. Images
+are normalised here, once, never per batch.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from workbench.registry import DATASETS, ConfigError
 NORMALISATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
 
 
-def _image_dataset(name: str, data_dir: Path, subset: int | None, flatten: bool = False) -> DataSplit:
+def _image_dataset(name: str, data_dir: Path, flatten: bool = False) -> DataSplit:
     from workbench import mnist_files
 
     try:
@@ -28,8 +29,6 @@ def _image_dataset(name: str, data_dir: Path, subset: int | None, flatten: bool 
     except (ValueError, OSError) as exc:  # a truncated or corrupt IDX file: the message names it
         raise ConfigError(f"{name} in {data_dir}: {exc}. Delete the damaged file and run setup again "
                           f"(or python -m workbench.mnist_files) to fetch a fresh copy") from None
-    if subset is not None:
-        x_train, y_train = x_train[:subset], y_train[:subset]
     mean, std = NORMALISATION[name]
 
     def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -45,20 +44,20 @@ def _image_dataset(name: str, data_dir: Path, subset: int | None, flatten: bool 
 
 
 @DATASETS.register("mnist")
-def mnist(data_dir, subset=None, flatten=False) -> DataSplit:
+def mnist(data_dir, flatten=False) -> DataSplit:
     """MNIST, 60000 / 10000 images of shape (1, 28, 28) (or (784,) with ``flatten=True``),
     normalised with the training-set mean 0.1307 and std 0.3081."""
-    return _image_dataset("mnist", data_dir, subset, flatten)
+    return _image_dataset("mnist", data_dir, flatten)
 
 
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(data_dir, subset=None, flatten=False) -> DataSplit:
+def fashion_mnist(data_dir, flatten=False) -> DataSplit:
     """Fashion-MNIST (same IDX format and shapes as MNIST), normalised with 0.2860 / 0.3530."""
-    return _image_dataset("fashion_mnist", data_dir, subset, flatten)
+    return _image_dataset("fashion_mnist", data_dir, flatten)
 
 
 @DATASETS.register("synthetic_classification")
-def synthetic_classification(data_dir=None, subset=None, n=2048, n_test=512, d=20, classes=4,
+def synthetic_classification(data_dir=None, n=2048, n_test=512, d=20, classes=4,
                              separation=2.0, seed=0) -> DataSplit:
     """Gaussian clusters: class c has mean ``separation * mu_c`` (mu_c random unit vectors in R^d)
     and identity covariance. Labels are balanced; the data depends only on ``seed``."""
@@ -71,13 +70,13 @@ def synthetic_classification(data_dir=None, subset=None, n=2048, n_test=512, d=2
         y = y[torch.randperm(count, generator=g)]
         return centres[y] + torch.randn(count, d, generator=g), y
 
-    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_train, y_train = sample(n)
     x_test, y_test = sample(n_test)
     return DataSplit(x_train, y_train, x_test, y_test, task="classification", n_outputs=classes)
 
 
 @DATASETS.register("synthetic_regression")
-def synthetic_regression(data_dir=None, subset=None, n=2048, n_test=512, d=10, hidden=16,
+def synthetic_regression(data_dir=None, n=2048, n_test=512, d=10, hidden=16,
                          noise=0.05, seed=0) -> DataSplit:
     """y = b . tanh(A x / sqrt(d)) + noise * N(0, 1) with x ~ N(0, I_d), A (hidden, d) and
     b (hidden,) standard normal / sqrt(hidden): a smooth nonlinear target of unit scale."""
@@ -89,6 +88,6 @@ def synthetic_regression(data_dir=None, subset=None, n=2048, n_test=512, d=10, h
         x = torch.randn(count, d, generator=g)
         return x, torch.tanh(x @ A.T / math.sqrt(d)) @ b + noise * torch.randn(count, generator=g)
 
-    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_train, y_train = sample(n)
     x_test, y_test = sample(n_test)
     return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=1)

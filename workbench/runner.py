@@ -36,7 +36,7 @@ from workbench.config import app_path
 from workbench.executors import InProcess, make_executor, resolved_workers, threads_per_run
 from workbench.history_file import HistoryFile
 from workbench.problem import DataSplit, Problem
-from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, closest_hint, load_all
+from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, closest_hint, load_for
 from workbench.training import FINAL_STATUSES, RunState, planned_steps, read_checkpoint
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
@@ -101,25 +101,34 @@ def resolve_device(name: str) -> torch.device:
 def load_data(config: dict, quiet: bool = False) -> DataSplit:
     """The config's dataset on the CPU, ``subset`` applied (loaded once per experiment); a
     ``subset`` larger than the training set is reported (``quiet``: not)."""
-    load_all()
+    load_for_config(config)
     dataset_fn = DATASETS[config["dataset"]]
     try:
-        data = dataset_fn(app_path(config["data_dir"]), config["subset"], **config["dataset_args"])
-    except TypeError as exc:
-        raise ConfigError(f"dataset {config['dataset']!r}: {exc} (check dataset_args)") from exc
+        data = dataset_fn(app_path(config["data_dir"]), **config["dataset_args"])
+    except FileNotFoundError as exc:  # the message says where the files were looked for and how to get them
+        raise ConfigError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"dataset {config['dataset']!r}: {exc} (check dataset_args)") from None
     subset = config["subset"]
     if subset is not None:
         if subset > len(data.x_train) and not quiet:
             print(f"warning: subset={subset} but {config['dataset']!r} has {len(data.x_train)} training examples: "
                   f"all {len(data.x_train)} are used", file=sys.stderr)
-        data.x_train, data.y_train = data.x_train[:subset], data.y_train[:subset]
+        # copies, so that the full set is freed and a worker is sent the subset alone
+        data.x_train, data.y_train = data.x_train[:subset].clone(), data.y_train[:subset].clone()
     return data
+
+
+def load_for_config(config: dict) -> None:
+    """Fill the registries with the families the config names (and the framework's own entries)."""
+    load_for({"algorithms": [entry.get("algorithm") for entry in config["runs"]],
+              "datasets": [config["dataset"]], "models": [config["model"]]})
 
 
 def build_problem(config: dict, device: torch.device | None = None, data: DataSplit | None = None) -> Problem:
     """The dataset (loaded, or the given CPU ``data``) moved to the device and dtype, and a model
     factory. Sets torch's threads for this process when ``threads`` is set."""
-    load_all()
+    load_for_config(config)
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     device = device or resolve_device(config["device"])
@@ -167,7 +176,7 @@ def plan_runs(config: dict) -> list[dict]:
 
     Every entry is checked before anything trains: unknown algorithms and parameters fail here.
     """
-    load_all()
+    load_for_config(config)
     entries = []
     for i, entry in enumerate(config["runs"]):
         entry = dict(entry)
@@ -192,6 +201,15 @@ def plan_runs(config: dict) -> list[dict]:
     for index, spec in enumerate(plan):
         spec["index"] = index
     return plan
+
+
+def check_models(config: dict, model: torch.nn.Module) -> None:
+    """Every ``runs`` entry's algorithm accepts the config's model (one built model, not trained)."""
+    for spec in plan_runs(config)[:len(config["runs"])]:
+        try:
+            ALGORITHMS[spec["algorithm"]].check_model(model, spec["params"])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"runs[{spec['index']}] ({spec['algorithm']}) with model {config['model']!r}: {exc}") from None
 
 
 def default_label(algorithm: str, given: dict) -> str:
@@ -294,7 +312,8 @@ class Experiment:
         device = resolve_device(config["device"])
         data = load_data(config)
         problem = build_problem(config, device, data=data) if isinstance(executor, InProcess) else None
-        (problem or build_problem(config, torch.device("cpu"), data=data)).build_model()
+        model = (problem or build_problem(config, torch.device("cpu"), data=data)).build_model()
+        check_models(config, model)
         run_dir = record.new_run_dir(app_path(config["out_dir"]), config["name"])
         record.acquire_lock(run_dir)
         if config_path is not None:
@@ -392,6 +411,7 @@ class Experiment:
             elif kind == "reset":
                 self.tables[index].clear()
                 run["metrics"], run["snapshots"], run["info"] = {}, {}, message[2]
+                run["summary_facts"] = message[3]
             elif kind == "rows":
                 table = self.tables[index]
                 for row in message[2]:

@@ -68,7 +68,6 @@ def summary_rows(runs: list[dict]) -> list[dict[str, str]]:
             bests.append(float(best(values)) if values.size else None)
             times.append(column(run, "time")[1][-1] if column(run, "time")[1].size else None)
         statuses = Counter(r["status"] for r in group)
-        step_size = (group[0].get("info") or {}).get("effective_step_size")
         fmt = ".2f" if accuracy else ".4g"
         final = _mean_std(finals, fmt)
         diverged = [diverged_at(r) for r in group if r.get("status") == "diverged"]
@@ -83,10 +82,21 @@ def summary_rows(runs: list[dict]) -> list[dict[str, str]]:
             "final": final,
             "best": _mean_std(bests, fmt),
             "time [s]": _mean_std(times, ".3g"),
-            "eff. step": "-" if step_size is None else f"{step_size:.3g}",
+            **summary_facts(group[0]),
             "status": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
         })
-    return rows
+    columns = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "status"] + ["status"]
+    return [{k: row.get(k, "-") for k in columns} for row in rows]
+
+
+def summary_facts(run: dict) -> dict[str, str]:
+    """The run's ``summary_facts`` (its algorithm's :meth:`~workbench.algorithm.Algorithm.summary_facts`),
+    formatted; records written before the facts existed keep their effective step size."""
+    facts = run.get("summary_facts")
+    if facts is None:
+        step = (run.get("info") or {}).get("effective_step_size", "absent")
+        facts = {} if step == "absent" else {"eff. step": step}
+    return {k: "-" if v is None else (f"{v:.3g}" if isinstance(v, (int, float)) else str(v)) for k, v in facts.items()}
 
 
 def summary_table(history_or_runs) -> str:

@@ -6,7 +6,7 @@ only writer of the record, whether the run trains in its own process, in a worke
 Ray task on another machine. Messages, in the order they are sent::
 
     ("start", index, where)            where = {"executor", "host", "pid", "device"}
-    ("reset", index, info)             a fresh start: the record's rows and snapshots are cleared
+    ("reset", index, info, facts)      a fresh start: the record's rows and snapshots are cleared
     ("rows", index, [row, ...])        metric rows (dicts of floats), in step order
     ("snapshot", index, snapshot)      the algorithm's snapshot with its "step"
     ("progress", index, facts)         {"step", "total", "loss", "epoch"} for the progress bars
@@ -226,7 +226,7 @@ class TrainingRun:
 
     def _fresh_start(self) -> None:
         algo = self.algo
-        self.out.put(("reset", self.index, record.to_plain(algo.info())))
+        self.out.put(("reset", self.index, record.to_plain(algo.info()), record.to_plain(algo.summary_facts())))
         row = {"step": 0, "time": 0.0, "epoch": 0.0}
         row.update(algo.evaluate())
         self._check_target_metric(row)

@@ -2,9 +2,9 @@
 
 Library API: :class:`GrowingMLP` with the reference's call sequence, the pure solvers
 (:func:`optimal_delta`, :func:`tiny_added_parameters`, :func:`gradmax_added_parameters`), and
-:func:`carry_optimizer_state` for continuing training after a growth. Importing the package also
-registers the workbench's ``growth`` algorithm, the ``growing_mlp`` model, the
-``student_teacher`` and ``multi_sin`` datasets.
+:func:`carry_optimizer_state` for continuing training after a growth. Importing the package imports
+the library alone; the workbench loads :data:`WORKBENCH_MODULES` (the ``growth`` algorithm, the
+``growing_mlp`` model, the ``student_teacher`` and ``multi_sin`` datasets) and :data:`PLOT_MODULES`.
 """
 from algorithms.growth.activations import AtZero, ReLUDerivativeOneAtZero, at_zero, derivative_at_zero, make_activation
 from algorithms.growth.gradmax import gradmax_added_parameters, gradmax_normalize
@@ -22,4 +22,7 @@ __all__ = [
     "optimal_delta", "projected_residual", "sqrt_inverse_psd", "tiny_added_parameters",
 ]
 
-from algorithms.growth import workbench_algorithm  # noqa: E402,F401  registers growth, growing_mlp, datasets
+# What the workbench loads for this family, and the names it registers (a test keeps them true).
+WORKBENCH_MODULES = ("workbench_algorithm",)
+PLOT_MODULES = ("plots",)
+REGISTERS = {"algorithms": ("growth",), "datasets": ("student_teacher", "multi_sin"), "models": ("growing_mlp",)}

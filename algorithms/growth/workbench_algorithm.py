@@ -36,8 +36,10 @@ from algorithms.growth.growing_mlp import GrowingMLP
 from algorithms.growth.optimizer_state import carry_optimizer_state
 from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
 from workbench.problem import DataSplit
-from workbench.registry import DATASETS, MODELS, ConfigError
+from workbench.registry import DATASETS, MODELS
 
+# Snapshot keys (read by .plots): the widths, the parameter count, and the growth events so far.
+WIDTHS, N_PARAMS, EVENTS = "widths", "n_params", "events"
 EVENT_KEYS = ("step", "layer", "added", "gamma", "predicted_change", "observed_change", "d_delta",
               "new_neurons", "kappa", "prediction_exact", "loss_before")
 NAN = float("nan")
@@ -50,15 +52,12 @@ def growing_mlp(input_shape, n_outputs, hidden_size=4, number_hidden_layers=1, a
 
     ``activation="relu1"`` is ReLU with derivative 1 at 0 (needed by GradMax); activity storage is
     off until the growth algorithm collects statistics."""
-    try:
-        return GrowingMLP(math.prod(input_shape), n_outputs, hidden_size, number_hidden_layers,
-                          activation=activation, use_bias=bias, store_activity=False)
-    except ValueError as exc:
-        raise ConfigError(f"growing_mlp: {exc}") from None
+    return GrowingMLP(math.prod(input_shape), n_outputs, hidden_size, number_hidden_layers,
+                      activation=activation, use_bias=bias, store_activity=False)
 
 
 @DATASETS.register("student_teacher")
-def student_teacher(data_dir=None, subset=None, n=1000, n_test=1000, d_in=10, hidden=10, d_out=10,
+def student_teacher(data_dir=None, n=1000, n_test=1000, d_in=10, hidden=10, d_out=10,
                     noise=0.0, seed=0) -> DataSplit:
     """GradMax's student-teacher regression: y = W2 relu(W1 x) (+ noise), no biases,
     W1 (hidden, d_in), W2 (d_out, hidden) ~ U[-1, 1], x ~ N(0, I_{d_in})."""
@@ -70,14 +69,14 @@ def student_teacher(data_dir=None, subset=None, n=1000, n_test=1000, d_in=10, hi
         x = torch.randn(count, d_in, generator=g)
         return x, torch.relu(x @ W1.T) @ W2.T + noise * torch.randn(count, d_out, generator=g)
 
-    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_train, y_train = sample(n)
     x_test, y_test = sample(n_test)
     return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=d_out,
                      extras={"teacher": (W1, W2)})
 
 
 @DATASETS.register("multi_sin")
-def multi_sin(data_dir=None, subset=None, n=10000, n_test=1000, d_in=10, d_out=3, seed=0) -> DataSplit:
+def multi_sin(data_dir=None, n=10000, n_test=1000, d_in=10, d_out=3, seed=0) -> DataSplit:
     """The GroMo tutorial's target: y_d = sum_i sin((i+1) x_i + d), x ~ N(0, I_{d_in}), d < d_out."""
     g = torch.Generator().manual_seed(seed)
     freq = torch.arange(1, d_in + 1, dtype=torch.float32)
@@ -87,7 +86,7 @@ def multi_sin(data_dir=None, subset=None, n=10000, n_test=1000, d_in=10, d_out=3
         x = torch.randn(count, d_in, generator=g)
         return x, torch.sin(x[:, :, None] * freq[None, :, None] + shift[None, None, :]).sum(dim=1)
 
-    x_train, y_train = sample(n if subset is None else min(n, subset))
+    x_train, y_train = sample(n)
     x_test, y_test = sample(n_test)
     return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=d_out)
 
@@ -166,12 +165,17 @@ class Growth(Algorithm):
             return "line_search" if method == "tiny" else "norm"
         return amplitude
 
+    @classmethod
+    def check_model(cls, model, params: dict) -> None:
+        if not isinstance(model, GrowingMLP):
+            raise ValueError(f"the growth algorithm needs model='growing_mlp', got {type(model).__name__}")
+        target = params["target_width"]
+        if not isinstance(target, int) and len(target) != model.number_hidden_layers:
+            raise ValueError(f"target_width needs {model.number_hidden_layers} widths, got {target!r}")
+
     def __init__(self, problem, model, seed: int | None = None, **params):
         super().__init__(problem, model, seed=seed, **params)
-        if not isinstance(model, GrowingMLP):
-            raise ConfigError("the growth algorithm needs model='growing_mlp'")
-        p = self.params = {**self.defaults, **params}
-        self.check_params(p)
+        p = self.params
         self.amplitude = self._amplitude_rule(p["method"], p["amplitude"])
         n_layers = model.number_hidden_layers
         if p["start_width"] is not None:
@@ -179,8 +183,6 @@ class Growth(Algorithm):
             model.resize([start] * n_layers if isinstance(start, int) else list(start))
         target = p["target_width"]
         self.target = [target] * n_layers if isinstance(target, int) else list(target)
-        if len(self.target) != n_layers:
-            raise ConfigError(f"target_width needs {n_layers} widths, got {target!r}")
         model.store_activity = False
         bs = problem.batch_size
         steps_per_epoch = 1 if bs is None else math.ceil(problem.n_train / bs)
@@ -307,8 +309,10 @@ class Growth(Algorithm):
 
     # -- records -------------------------------------------------------------------------------
     def snapshot(self):
-        return {"widths": list(self.model.hidden_sizes), "n_params": self.model.number_of_parameters(),
-                "events": {k: list(v) for k, v in self.events.items()}}
+        """{WIDTHS: hidden sizes, N_PARAMS: parameter count, EVENTS: every committed growth so far,
+        {key: list} with the keys of EVENT_KEYS}."""
+        return {WIDTHS: list(self.model.hidden_sizes), N_PARAMS: self.model.number_of_parameters(),
+                EVENTS: {k: list(v) for k, v in self.events.items()}}
 
     def info(self):
         return {"method": self.params["method"], "amplitude": self.amplitude,

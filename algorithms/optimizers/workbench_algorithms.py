@@ -7,32 +7,42 @@ Config names and parameters (every parameter has a default; an unknown one is a 
 - ``persistent_sgd``: :class:`PersistentSGD` (lr, decay)
 - ``adema``: :class:`AdEMA` (lr, beta, decay)
 
-``info()`` records ``{"effective_step_size": ...}`` (see :func:`effective_step_size`).
+Each records its effective step size (:meth:`effective_step_size`) as the summary table's
+``eff. step`` column.
 Hyperparameter errors raised by the optimizer constructors (ValueError) propagate unchanged.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 
 from algorithms.optimizers.adema import AdEMA
 from algorithms.optimizers.persistent_sgd import PersistentSGD
-from algorithms.optimizers.step_size import effective_step_size
 from workbench.algorithm import OptimizerAlgorithm, register_algorithm
 
 # Devices on which torch.optim.AdamW(fused=True) has kernels for every floating dtype we use.
 _FUSED_DEVICES = ("cuda", "cpu")
 
 
+def constructor_defaults(optimizer_class) -> dict[str, Any]:
+    """The keyword defaults of an optimizer's constructor (the one place they are written)."""
+    return {name: p.default for name, p in inspect.signature(optimizer_class).parameters.items()
+            if p.default is not p.empty and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
 class _StepSizeAlgorithm(OptimizerAlgorithm):
-    """Fills in defaults before the optimizer is built and records the effective step size."""
+    """Records the effective step size: the steady-state step per unit of a constant gradient
+    (momentum methods settle into p_t - p_{t-1} -> -eta_eff g); comparing runs by eta_eff instead
+    of lr explains most of the reference's results."""
 
-    def __init__(self, problem, model, seed: int | None = None, **params):
-        super().__init__(problem, model, seed=seed, **self.resolve_params(params))
+    def effective_step_size(self) -> float | None:
+        """eta_eff from the resolved parameters; None where no single number exists."""
+        return None
 
-    def info(self) -> dict[str, Any]:
-        return {"effective_step_size": effective_step_size(self.registered_name, self.params)}
+    def summary_facts(self) -> dict[str, Any]:
+        return {"eff. step": self.effective_step_size()}
 
 
 @register_algorithm("sgd")
@@ -41,14 +51,21 @@ class SGDAlgorithm(_StepSizeAlgorithm):
 
     defaults = dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
 
-    def build_optimizer(self, parameters, *, lr, momentum, dampening, weight_decay, nesterov):
+    @classmethod
+    def build_optimizer(cls, parameters, *, lr, momentum, dampening, weight_decay, nesterov):
         return torch.optim.SGD(parameters, lr=lr, momentum=momentum, dampening=dampening,
                                weight_decay=weight_decay, nesterov=nesterov)
+
+    def effective_step_size(self) -> float:
+        """lr (1 - dampening) / (1 - momentum) (Nesterov gives the same limit)."""
+        p = self.params
+        return float(p["lr"]) * (1.0 - float(p["dampening"])) / (1.0 - float(p["momentum"]))
 
 
 @register_algorithm("adamw")
 class AdamWAlgorithm(_StepSizeAlgorithm):
-    """torch.optim.AdamW (lr, betas, eps, weight_decay, amsgrad), fused where possible; step size None.
+    """torch.optim.AdamW (lr, betas, eps, weight_decay, amsgrad), fused where possible; effective
+    step size None (the step is normalised per coordinate: about lr sign(g), not a multiple of g).
 
     Uses torch's fused kernel wherever torch supports it for these parameters (CUDA, and CPU since
     torch 2.4; the fastest of torch's kernels, bench/optimizers_foreach.py), else the foreach kernel.
@@ -56,7 +73,8 @@ class AdamWAlgorithm(_StepSizeAlgorithm):
 
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False)
 
-    def build_optimizer(self, parameters, *, lr, betas, eps, weight_decay, amsgrad):
+    @classmethod
+    def build_optimizer(cls, parameters, *, lr, betas, eps, weight_decay, amsgrad):
         parameters = list(parameters)
         # torch checks fused support only lazily, at the first step, so decide here.
         fused = bool(parameters) and all(
@@ -70,17 +88,27 @@ class AdamWAlgorithm(_StepSizeAlgorithm):
 class PersistentSGDAlgorithm(_StepSizeAlgorithm):
     """PersistentSGD = heavy-ball momentum (lr, decay); effective step size lr / (1 - decay)."""
 
-    defaults = dict(lr=0.01, decay=0.99)
+    defaults = constructor_defaults(PersistentSGD)
 
-    def build_optimizer(self, parameters, *, lr, decay):
+    @classmethod
+    def build_optimizer(cls, parameters, *, lr, decay):
         return PersistentSGD(parameters, lr=lr, decay=decay)
+
+    def effective_step_size(self) -> float:
+        """lr / (1 - decay) (heavy ball: the buffer tends to g / (1 - decay))."""
+        return float(self.params["lr"]) / (1.0 - float(self.params["decay"]))
 
 
 @register_algorithm("adema")
 class AdEMAAlgorithm(_StepSizeAlgorithm):
     """AdEMA = dampened momentum scaled by 1 - decay (lr, beta, decay); effective step size lr (1 - decay)."""
 
-    defaults = dict(lr=1e-3, beta=0.999, decay=0.999)
+    defaults = constructor_defaults(AdEMA)
 
-    def build_optimizer(self, parameters, *, lr, beta, decay):
+    @classmethod
+    def build_optimizer(cls, parameters, *, lr, beta, decay):
         return AdEMA(parameters, lr=lr, beta=beta, decay=decay)
+
+    def effective_step_size(self) -> float:
+        """lr (1 - decay) (the EMA tends to g; beta only sets how fast)."""
+        return float(self.params["lr"]) * (1.0 - float(self.params["decay"]))

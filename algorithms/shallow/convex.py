@@ -35,10 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from algorithms.shallow.model import TwoLayerReLU, add_bias, objective
-from workbench.algorithm import Algorithm, register_algorithm
 
-OK_STATUSES = ("optimal", "optimal_inaccurate")
 
 
 # -- patterns -----------------------------------------------------------------------------------
@@ -120,6 +117,7 @@ class ConvexResult:
         return int(self.patterns.shape[0])
 
 
+OK_STATUSES = ("optimal", "optimal_inaccurate")  # cvxpy statuses whose solution is used
 FORMULATIONS = ("auto", "residual", "gram")
 # The Gram objective is the true one minus |y|^2/n, so CLARABEL's default gap tolerances (1e-8) are
 # relative to |y|^2/n rather than to the (much smaller) optimum; 1e-11 costs ~4 more iterations.
@@ -283,129 +281,3 @@ def solve_convex(X: np.ndarray, y: np.ndarray, beta: float, patterns: np.ndarray
         g = torch.Generator().manual_seed(int(seed))
         patterns = pattern_set(X, n_gates, g, network_W)
     return ConvexReLUProblem(X, patterns, formulation).solve(np.asarray(y, dtype=np.float64), beta, solver, **options)
-
-
-# -- the workbench algorithm --------------------------------------------------------------------
-@register_algorithm("relu_convex")
-class ReLUConvex(Algorithm):
-    """Global training of a :class:`TwoLayerReLU` through the convex group lasso (module docstring).
-
-    Each step builds the pattern set {n_gates fresh Gaussian gates} U {current network's patterns}
-    U {patterns active in the last solution} (for 1-D inputs with ``patterns="auto"``: all patterns),
-    solves with ``solver`` and installs the balanced recovered network (its width is the number of
-    active blocks). Since the previous solution stays feasible, the objective never increases over
-    steps. A failed solve leaves the network unchanged, warns, and reports ``solve_ok = 0``.
-    After ``max_solves`` solves further steps repeat the last metrics without solving, so the convex
-    run can share a config's step budget with GD runs.
-
-    Metrics per step: train_loss (data MSE of the network), objective (F_beta of the network),
-    convex_objective (solver value, NaN on failure), n_patterns, n_active, solve_time, solve_ok;
-    the solver's status string is in every snapshot.
-    """
-
-    defaults = {
-        "beta": 1e-3,            # weight decay beta of F_beta (group-lasso weight)
-        "n_gates": 1000,         # Gaussian gate vectors sampled per step
-        "patterns": "auto",      # auto (exact for 1-D inputs, else sampled) | sampled | exact
-        "network_patterns": True,  # add the current network's own patterns
-        "solver": "CLARABEL",    # any installed cvxpy solver
-        "solver_options": {},    # keyword arguments of problem.solve
-        "zero_tol": 1e-4,        # blocks below zero_tol * max block norm are dropped (interior-point
-                                 # solutions leave ~1e-5-relative residue in zero blocks)
-        "max_solves": 1,         # solves before the run ends as converged (None: solve every step)
-        "formulation": "auto",   # auto | residual | gram (see ConvexReLUProblem)
-    }
-    full_batch = True
-
-    @classmethod
-    def check_params(cls, params: dict) -> None:
-        if not params["beta"] >= 0:
-            raise ValueError(f"beta must be >= 0, got {params['beta']}")
-        if params["patterns"] not in ("auto", "sampled", "exact"):
-            raise ValueError(f"patterns must be 'auto', 'sampled' or 'exact', got {params['patterns']!r}")
-        if params["formulation"] not in FORMULATIONS:
-            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {params['formulation']!r}")
-        if not (isinstance(params["n_gates"], int) and params["n_gates"] >= 0):
-            raise ValueError(f"n_gates must be an int >= 0, got {params['n_gates']!r}")
-        if not params["zero_tol"] >= 0:
-            raise ValueError(f"zero_tol must be >= 0, got {params['zero_tol']}")
-        max_solves = params["max_solves"]
-        if max_solves is not None and not (isinstance(max_solves, int) and max_solves >= 1):
-            raise ValueError(f"max_solves must be an int >= 1 or None, got {max_solves!r}")
-        check_solver(params["solver"])
-
-    def __init__(self, problem, model, seed: int | None = None, **params):
-        params = self.resolve_params(params)
-        super().__init__(problem, model, seed=seed, **params)
-        if not isinstance(model, TwoLayerReLU):
-            raise ValueError("relu_convex needs model='two_layer_relu'")
-        if params["beta"] < 0:
-            raise ValueError(f"beta must be >= 0, got {params['beta']}")
-        if params["patterns"] not in ("auto", "sampled", "exact"):
-            raise ValueError(f"patterns must be 'auto', 'sampled' or 'exact', got {params['patterns']!r}")
-        if params["formulation"] not in FORMULATIONS:
-            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {params['formulation']!r}")
-        if params["patterns"] == "exact" and model.input_dim != 1:
-            raise ValueError("patterns='exact' enumerates patterns of 1-D inputs only")
-        self.solver = check_solver(params["solver"])
-        self.exact = params["patterns"] == "exact" or (params["patterns"] == "auto" and model.input_dim == 1)
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.active: np.ndarray | None = None  # patterns of the last solution's nonzero blocks
-        self.last: ConvexResult | None = None
-        self.solves = 0
-        self.last_metrics: dict | None = None
-
-    def step(self, x, y):
-        p = self.params
-        self.solves += 1
-        X = add_bias(x.detach()).double().cpu().numpy()
-        yy = y.detach().double().cpu().numpy().reshape(-1)
-        W = self.model.W.detach().double().cpu().numpy()
-        patterns = pattern_set(X, 0 if self.exact else p["n_gates"], self.generator,
-                               W if p["network_patterns"] else None, self.active, self.exact)
-        result = ConvexReLUProblem(X, patterns, p["formulation"]).solve(yy, p["beta"], self.solver,
-                                                                         **p["solver_options"])
-        self.last = result
-        if result.success:
-            V, U = prune(result.V, result.U, p["zero_tol"])
-            Wr, ar, block = recover(V, U, p["zero_tol"])
-            self.model.set_weights(torch.from_numpy(Wr), torch.from_numpy(ar))
-            self.active = patterns[np.unique(block)] if len(block) else None
-        with torch.no_grad():
-            Xt = add_bias(x)
-            loss = objective(self.model.W, self.model.a, Xt, y.reshape(-1))
-            reg_obj = objective(self.model.W, self.model.a, Xt, y.reshape(-1), p["beta"])
-        self.last_metrics = {"train_loss": loss, "objective": reg_obj, "convex_objective": result.value,
-                             "n_patterns": float(result.n_patterns), "n_active": float(self.model.width),
-                             "solve_time": result.solve_time, "solve_ok": float(result.success)}
-        self._update_converged()
-        return self.last_metrics
-
-    def _update_converged(self) -> None:
-        """After ``max_solves`` solves further steps change nothing: the runner ends the run."""
-        self.converged = self.params["max_solves"] is not None and self.solves >= self.params["max_solves"]
-
-    def snapshot(self):
-        """Neurons plus the last solve's status string ("not solved" before the first step)."""
-        return {"W": self.model.W.detach().cpu().numpy().copy(), "a": self.model.a.detach().cpu().numpy().copy(),
-                "status": "not solved" if self.last is None else self.last.status}
-
-    def info(self):
-        from algorithms.shallow.indicators import data_for_record
-
-        return {"solver": self.solver, "beta": self.params["beta"], "exact_patterns": self.exact,
-                **data_for_record(self.problem)}
-
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "generator": self.generator.get_state(),
-                "active": None if self.active is None else self.active.copy(), "solves": self.solves,
-                "last_metrics": None if self.last_metrics is None else
-                {k: float(v) for k, v in self.last_metrics.items()}}
-
-    def load_state_dict(self, state):
-        self.model.load_state_dict(state["model"])
-        self.generator.set_state(state["generator"])
-        self.active = state["active"]
-        self.solves = state["solves"]
-        self.last_metrics = state["last_metrics"]
-        self._update_converged()

@@ -1,4 +1,4 @@
-r"""Regression data for the shallow ReLU family, and their registered datasets.
+r"""Regression data for the shallow ReLU family (registered as datasets in :mod:`.workbench_data`).
 
 Every generator is ``fn(n, d, seed, ...) -> (x (n, d), y (n,))`` in float64 and depends only on its
 arguments. Inputs never carry the bias column (:func:`algorithms.shallow.model.add_bias` adds it).
@@ -21,13 +21,10 @@ otherwise inputs are sampled uniformly from [low, high]^d.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from workbench.problem import DataSplit
-from workbench.registry import DATASETS, ConfigError
 
 F64 = torch.float64
 
@@ -131,22 +128,19 @@ def teacher(n: int = 100, d: int = 2, seed: int = 0, k: int = 3, noise: float = 
     return (x, y, W, a) if return_teacher else (x, y)
 
 
-def mnist_pair(n: int | None = None, d: int | None = None, seed: int = 0, digits=(0, 1),
-               root: str | Path = "data", split: str = "train", downsample: int = 1):
+def mnist_pair(images: np.ndarray, labels: np.ndarray, n: int | None = None, d: int | None = None,
+               seed: int = 0, digits=(0, 1), downsample: int = 1):
     """Two MNIST digits as regression: y = +1 for ``digits[0]``, -1 for ``digits[1]``.
 
-    Pixels are scaled to [0, 1], average-pooled by ``downsample`` (1, 2, 4, 7, 14 or 28), then, when
-    ``d`` is given, projected to d dimensions by x @ P / sqrt(p) with a Gaussian P fixed by ``seed``
-    (the same P for train and test). The first ``n`` examples of the pair are kept (all if None).
+    ``images`` uint8 (N, 28, 28) and ``labels`` (N,) are one split of MNIST. Pixels are scaled to
+    [0, 1], average-pooled by ``downsample`` (1, 2, 4, 7, 14 or 28), then, when ``d`` is given,
+    projected to d dimensions by x @ P / sqrt(p) with a Gaussian P fixed by ``seed`` (the same P
+    for every split). The first ``n`` examples of the pair are kept (all if None).
     """
-    from workbench import mnist_files  # written by the workbench; imported only when MNIST is asked for
-
     if len(digits) != 2 or digits[0] == digits[1]:
         raise ValueError(f"digits must be two different digits, got {digits!r}")
     if 28 % int(downsample):
         raise ValueError(f"downsample must divide 28, got {downsample!r}")
-    x_train, y_train, x_test, y_test = mnist_files.load(Path(root), "mnist")
-    images, labels = {"train": (x_train, y_train), "test": (x_test, y_test)}[split]
     keep = np.flatnonzero((labels == digits[0]) | (labels == digits[1]))
     if n is not None:
         keep = keep[:n]
@@ -160,69 +154,3 @@ def mnist_pair(n: int | None = None, d: int | None = None, seed: int = 0, digits
         x = x @ P / math.sqrt(p)
     y = torch.where(torch.from_numpy(labels[keep]) == digits[0], 1.0, -1.0).to(F64)
     return x, y
-
-
-# -- registered datasets ------------------------------------------------------------------------
-def _split(fn, n, n_test, subset, seed, kwargs, extras=None) -> DataSplit:
-    """Train sample (seed) and an independent test sample (seed + 1_000_003) of the same law."""
-    if subset is not None:
-        n = min(n, subset)
-    try:
-        x_train, y_train = fn(n=n, seed=seed, **kwargs)
-        if n_test:
-            x_test, y_test = fn(n=n_test, seed=seed + 1_000_003, **kwargs)
-        else:
-            x_test, y_test = x_train[:0], y_train[:0]
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{fn.__name__}: {exc}") from None
-    return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=1, extras=extras or {})
-
-
-def _register(name, fn, default_n):
-    def dataset(data_dir=None, subset=None, n=default_n, n_test=0, seed=0, **kwargs) -> DataSplit:
-        return _split(fn, n, n_test, subset, seed, kwargs)
-
-    dataset.__name__ = f"{name}_dataset"
-    dataset.__doc__ = (f"{fn.__doc__.strip().splitlines()[0]} (dataset_args: n, n_test, seed, ...)\n\n"
-                       f"The ``{name}`` generator as a regression dataset; n_test = 0 means no test set.\n\n{fn.__doc__}")
-    DATASETS.register(name)(dataset)
-
-
-for _name, _fn in {"linear": linear, "sinus": sinus, "random_linear": random_linear, "noise": noise}.items():
-    _register(_name, _fn, 20)
-
-
-@DATASETS.register("teacher")
-def teacher_dataset(data_dir=None, subset=None, n=100, n_test=0, d=2, seed=0, k=3, noise=0.0,
-                    teacher_seed=None, max_offset=0.5) -> DataSplit:
-    """Planted two-layer ReLU teacher with k random neurons, x ~ U(-1, 1)^d (d = 2 by default).
-
-    See :func:`teacher`; extras hold ``teacher_W`` (k, d+1) and ``teacher_a`` (k,). The test sample
-    shares the teacher."""
-    teacher_seed = seed if teacher_seed is None else teacher_seed
-    kwargs = dict(d=d, k=k, noise=noise, teacher_seed=teacher_seed, max_offset=max_offset)
-    try:
-        W, a = teacher_network(d, k, teacher_seed, max_offset)
-    except ValueError as exc:
-        raise ConfigError(f"teacher: {exc}") from None
-    return _split(teacher, n, n_test, subset, seed, kwargs, extras={"teacher_W": W, "teacher_a": a})
-
-
-@DATASETS.register("mnist_pair")
-def mnist_pair_dataset(data_dir="data", subset=None, n=None, n_test=None, d=None, seed=0, digits=(0, 1),
-                       downsample=1) -> DataSplit:
-    """Two MNIST digits as +-1 regression (digits=(0, 1), optional downsample / projection to d).
-
-    See :func:`mnist_pair`: the MNIST train split's examples of those digits for training (first
-    ``n``, or ``subset``), its test split (first ``n_test``) for testing."""
-    if subset is not None:
-        n = subset if n is None else min(n, subset)
-    try:
-        x_train, y_train = mnist_pair(n, d, seed, tuple(digits), data_dir, "train", downsample)
-        x_test, y_test = mnist_pair(n_test, d, seed, tuple(digits), data_dir, "test", downsample)
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
-    except ValueError as exc:
-        raise ConfigError(f"mnist_pair: {exc}") from None
-    return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=1,
-                     extras={"digits": tuple(digits)})

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "frobenius", "wasserstein2", "sliced_wasserstein2", "optimal_assignment", "sign_groups",
@@ -86,6 +85,8 @@ def optimal_assignment(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | N
     Solved per sign group by :func:`scipy.optimize.linear_sum_assignment` on the float64 cost
     matrix of squared distances (memory (m_s, m_s) per group; time roughly cubic in m_s).
     """
+    from scipy.optimize import linear_sum_assignment  # imported on first use: 0.7 s of scipy
+
     _check_pair(V, W, signs)
     m = V.shape[0]
     Vn = V.detach().to("cpu", torch.float64).numpy()

@@ -84,9 +84,15 @@ def summary(W, a, X, y, beta: float = 0.0, optimum: float | None = None) -> dict
     return out
 
 
-def data_for_record(problem) -> dict:
-    """{"data_x", "data_y"} numpy copies of the training set for the plots, when it is small."""
+DATA_X, DATA_Y = "data_x", "data_y"  # info keys of the training set, for the plots' output panels
+
+
+def data_for_record(problem, model) -> dict:
+    """{DATA_X (n, d), DATA_Y (n,)}: numpy copies of the training set for the plots, when it has at
+    most ``MAX_RECORDED_DATA`` numbers and ``model`` is a two-layer ReLU network on it (its rows
+    W have the input dimension plus the bias column); else {}."""
     x, y = problem.data.x_train, problem.data.y_train
-    if x.numel() + y.numel() > MAX_RECORDED_DATA:
+    W = getattr(model, "W", None)
+    if x.numel() + y.numel() > MAX_RECORDED_DATA or x.dim() != 2 or W is None or W.shape[1] != x.shape[1] + 1:
         return {}
-    return {"data_x": _np(x), "data_y": _np(y).reshape(-1)}
+    return {DATA_X: _np(x), DATA_Y: _np(y).reshape(-1)}

@@ -1,4 +1,5 @@
-"""Initial neurons (W (m, d+1), a (m,)) for :class:`TwoLayerReLU`, and the ``two_layer_relu`` model.
+"""Initial neurons (W (m, d+1), a (m,)) for :class:`TwoLayerReLU` (the ``two_layer_relu`` model of
+:mod:`.workbench_data`).
 
 * :func:`normal`: W = scale * N(0, I); with ``signs="mixed"`` the number of positive neurons is
   pos ~ Binomial(m, 1/2) clipped to [1, m-1] and a = (+1,...,+1, -1,...,-1) **sorted** (positives first,
@@ -11,9 +12,6 @@ Both return float64 tensors and depend only on their ``seed``.
 from __future__ import annotations
 
 import torch
-
-from algorithms.shallow.model import TwoLayerReLU
-from workbench.registry import MODELS, ConfigError
 
 SIGNS = ("mixed", "positive")
 
@@ -55,35 +53,3 @@ def grid(m_per_axis: int, scale: float = 1.0, signs: str = "mixed",
         g = torch.Generator().manual_seed(int(seed))
         a = torch.where(torch.rand(W.shape[0], generator=g, dtype=torch.float64) < 0.5, -1.0, 1.0)
     return W, a
-
-
-@MODELS.register("two_layer_relu")
-def two_layer_relu(input_shape, n_outputs, width: int = 50, init: str = "normal", scale: float = 1e-2,
-                   signs: str = "mixed", train_output: bool = True, output_scale: float = 1.0,
-                   m_per_axis: int | None = None, seed: int | None = None) -> TwoLayerReLU:
-    """A :class:`TwoLayerReLU` for inputs of shape (d,) and one regression output.
-
-    ``init`` is "normal" (``width`` neurons) or "grid" (d = 1 only, ``m_per_axis``^2 neurons;
-    ``m_per_axis`` defaults to round(sqrt(width))). Output weights are +-1 times ``output_scale``.
-    ``seed=None`` draws the init seed from torch's global generator, which the runner seeds, so the
-    experiment seed fixes the weights.
-    """
-    if len(input_shape) != 1:
-        raise ConfigError(f"two_layer_relu needs flat inputs of shape (d,), got {tuple(input_shape)}")
-    if n_outputs != 1:
-        raise ConfigError(f"two_layer_relu has one output (regression), the dataset has {n_outputs}")
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-    d = int(input_shape[0])
-    try:
-        if init == "normal":
-            W, a = normal(d, int(width), scale, signs, seed)
-        elif init == "grid":
-            if d != 1:
-                raise ValueError(f"init='grid' needs 1-D inputs (a 2-D parameter plane), got d={d}")
-            W, a = grid(int(m_per_axis or round(width ** 0.5)), scale, signs, seed)
-        else:
-            raise ValueError(f"init must be 'normal' or 'grid', got {init!r}")
-    except ValueError as exc:
-        raise ConfigError(f"two_layer_relu: {exc}") from None
-    return TwoLayerReLU(W, output_scale * a, train_output=train_output)

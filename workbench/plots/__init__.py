@@ -1,30 +1,15 @@
 """Plots of run records. Matplotlib is imported only here (Agg backend unless a window is asked for).
 
 :func:`plot_record` writes the common comparison graphs (training loss against steps and epochs,
-test loss, test accuracy: one line per label, mean ± std over seeds) and, for every algorithm with a
-registered plotter (``workbench.registry.PLOTTERS``), that family's own figures.
+test loss, test accuracy: one line per label, mean ± std over seeds) and, for every algorithm whose
+family registered a plotter (``workbench.registry.PLOTTERS``; ``ANIMATIONS`` with ``--animate``),
+that family's own figures. Only the families of the record's algorithms are loaded.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from workbench import record
-
-# Family plot modules; importing one registers its PLOTTERS entries.
-FAMILY_MODULES = ("newton_summary", "growth", "shallow", "wasserstein")
-# Animations for --animate: algorithm -> (module, function name) of fn(runs, out_dir) -> [paths].
-ANIMATIONS = {
-    "relu_gd": ("shallow", "animate_shallow"),
-    "relu_convex": ("shallow", "animate_shallow"),
-    "relu_prox": ("wasserstein", "animate_prox"),
-    "relu_jko": ("wasserstein", "animate_jko"),
-}
-
-
-def load_family_plotters() -> None:
-    for name in FAMILY_MODULES:
-        importlib.import_module(f"workbench.plots.{name}")
 
 
 def load_runs(run_dirs: list[Path], pool: bool = False) -> tuple[list[dict], list[dict]]:
@@ -50,13 +35,13 @@ def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = 
 
     matplotlib.use("Agg")
     from workbench.plots import common
-    from workbench.registry import PLOTTERS
+    from workbench.registry import ANIMATIONS, PLOTTERS, load_for
 
     run_dirs = [Path(d) for d in run_dirs]
     out_dir = run_dirs[0]
     _, runs = load_runs(run_dirs, pool)
     paths = common.plot_comparison(runs, out_dir)
-    load_family_plotters()
+    load_for({"algorithms": sorted({run["algorithm"] for run in runs})}, plots=True)
     by_algorithm: dict[str, list[dict]] = {}
     for run in runs:
         by_algorithm.setdefault(run["algorithm"], []).append(run)
@@ -64,6 +49,5 @@ def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = 
         if algorithm in PLOTTERS:
             paths += PLOTTERS[algorithm](group, out_dir)
         if animate and algorithm in ANIMATIONS:
-            module, function = ANIMATIONS[algorithm]
-            paths += getattr(importlib.import_module(f"workbench.plots.{module}"), function)(group, out_dir)
+            paths += ANIMATIONS[algorithm](group, out_dir)
     return paths

@@ -1,4 +1,5 @@
-r"""``scaled_mlp``: an MLP under a layer-wise rescaled parametrisation, for invariance experiments.
+r"""Layers of an MLP under a layer-wise rescaled parametrisation (the ``scaled_mlp`` model of
+:mod:`.workbench_algorithm`), for invariance experiments.
 
 Layer i computes :math:`h \mapsto \sigma(a_i W'_i h + c_i b'_i)` with stored parameters
 :math:`W'_i = W_i / a_i`, :math:`b'_i = b_i / c_i`, where :math:`(W_i, b_i)` is exactly the
@@ -15,9 +16,7 @@ import math
 from torch import nn
 from torch.nn import functional as F
 
-from workbench.registry import MODELS, ConfigError
-
-__all__ = ["ScaledLinear", "scaled_mlp"]
+__all__ = ["ScaledLinear"]
 
 
 class ScaledLinear(nn.Module):
@@ -27,7 +26,7 @@ class ScaledLinear(nn.Module):
         super().__init__()
         for name, value in (("weight_scale", weight_scale), ("bias_scale", bias_scale)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value != 0):
-                raise ConfigError(f"scaled_mlp {name} must be a finite non-zero number, got {value!r}")
+                raise ValueError(f"scaled_mlp {name} must be a finite non-zero number, got {value!r}")
         self.weight_scale, self.bias_scale = float(weight_scale), float(bias_scale)
         self.weight = nn.Parameter(linear.weight.detach() / self.weight_scale)
         self.bias = nn.Parameter(linear.bias.detach() / self.bias_scale) if linear.bias is not None else None
@@ -38,22 +37,3 @@ class ScaledLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"out={self.weight.shape[0]}, in={self.weight.shape[1]}, a={self.weight_scale}, c={self.bias_scale}"
-
-
-@MODELS.register("scaled_mlp")
-def scaled_mlp(input_shape, n_outputs, hidden=(256,), activation="tanh", weight_scales=None,
-               bias_scales=None) -> nn.Module:
-    """The workbench ``mlp`` (same initial function for a seed) with per-layer scale factors:
-    ``weight_scales`` / ``bias_scales`` lists of len(hidden) + 1 non-zero numbers (default all 1)."""
-    from workbench.models import mlp
-
-    base = mlp(input_shape, n_outputs, hidden=hidden, activation=activation)
-    linears = [m for m in base if isinstance(m, nn.Linear)]
-    weight_scales = [1.0] * len(linears) if weight_scales is None else list(weight_scales)
-    bias_scales = [1.0] * len(linears) if bias_scales is None else list(bias_scales)
-    if len(weight_scales) != len(linears) or len(bias_scales) != len(linears):
-        raise ConfigError(f"scaled_mlp needs {len(linears)} weight_scales and bias_scales "
-                          f"(one per Linear layer), got {len(weight_scales)} and {len(bias_scales)}")
-    it = iter(zip(weight_scales, bias_scales))
-    layers = [ScaledLinear(m, *next(it)) if isinstance(m, nn.Linear) else m for m in base]
-    return nn.Sequential(*layers)

@@ -1,4 +1,4 @@
-"""The registered workbench algorithm ``newton_summary`` (and, by import, the ``scaled_mlp`` model).
+"""The registered workbench algorithm ``newton_summary`` and the ``scaled_mlp`` model.
 
 Parameters (config ``runs`` entries; every one has a default):
 
@@ -30,14 +30,17 @@ import sys
 from typing import Any
 
 import torch
+from torch import nn
 
-from algorithms.optimizers.newton_summary import models as _models  # noqa: F401  registers scaled_mlp
 from algorithms.optimizers.newton_summary import partition as _partition
+from algorithms.optimizers.newton_summary.models import ScaledLinear
 from algorithms.optimizers.newton_summary.optimizer import NewtonSummary
 from algorithms.optimizers.newton_summary.summaries import choose_backend
 from workbench.algorithm import Algorithm, register_algorithm
-from workbench.registry import ConfigError
+from workbench.models import mlp
+from workbench.registry import MODELS, ConfigError
 
+NAME_GROUPS = "name_groups"  # info key (read by ..plots): the parameter names of each subset
 PARTITIONS = {"canonical": _partition.canonical, "wb": _partition.wb, "trivial": _partition.trivial}
 _NOTICES: set[str] = set()
 
@@ -147,7 +150,7 @@ class NewtonSummaryAlgorithm(Algorithm):
         return metrics
 
     def info(self) -> dict[str, Any]:
-        return {"name_groups": self.name_groups, "S": len(self.name_groups), "backend": self.backend,
+        return {NAME_GROUPS: self.name_groups, "S": len(self.name_groups), "backend": self.backend,
                 "group_sizes": [sum(p.numel() for p in g["params"]) for g in self.param_groups]}
 
     def state_dict(self) -> dict[str, Any]:
@@ -158,3 +161,20 @@ class NewtonSummaryAlgorithm(Algorithm):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.hg_stream.load_state_dict(state["hg_stream"])
+
+
+@MODELS.register("scaled_mlp")
+def scaled_mlp(input_shape, n_outputs, hidden=(256,), activation="tanh", weight_scales=None,
+               bias_scales=None) -> nn.Module:
+    """The workbench ``mlp`` (same initial function for a seed) with per-layer scale factors:
+    ``weight_scales`` / ``bias_scales`` lists of len(hidden) + 1 non-zero numbers (default all 1)."""
+    base = mlp(input_shape, n_outputs, hidden=hidden, activation=activation)
+    linears = [m for m in base if isinstance(m, nn.Linear)]
+    weight_scales = [1.0] * len(linears) if weight_scales is None else list(weight_scales)
+    bias_scales = [1.0] * len(linears) if bias_scales is None else list(bias_scales)
+    if len(weight_scales) != len(linears) or len(bias_scales) != len(linears):
+        raise ValueError(f"scaled_mlp needs {len(linears)} weight_scales and bias_scales "
+                          f"(one per Linear layer), got {len(weight_scales)} and {len(bias_scales)}")
+    it = iter(zip(weight_scales, bias_scales))
+    layers = [ScaledLinear(m, *next(it)) if isinstance(m, nn.Linear) else m for m in base]
+    return nn.Sequential(*layers)

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from algorithms.growth.workbench_algorithm import EVENTS  # noqa: E402
 from workbench.plots.common import first_seed_per_label, series  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
 
@@ -34,7 +35,7 @@ def _save(fig, path: Path) -> Path:
 def growth_events(run: dict) -> dict[str, np.ndarray]:
     """Arrays step, predicted_change, observed_change, added, layer of every committed growth."""
     snaps = run.get("snapshots") or {}
-    events = snaps.get("events") or []
+    events = snaps.get(EVENTS) or []
     if events and events[-1] and len(events[-1].get("step", [])):
         return {k: np.asarray(v, dtype=float) for k, v in events[-1].items()}
     metrics = run.get("metrics") or {}

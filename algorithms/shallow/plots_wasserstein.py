@@ -29,9 +29,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from workbench.plots import shallow  # noqa: E402
+from algorithms.shallow import plots as shallow  # noqa: E402
+from algorithms.shallow.workbench_algorithms import (GRID, GRID_KIND, INNER_DISTANCE, INNER_OBJECTIVE,  # noqa: E402
+                                                     INNER_OF_STEP, MASSES, NEURONS, OUTPUT_WEIGHTS, SIGNS)
 from workbench.plots.common import first_seed_per_label  # noqa: E402
-from workbench.registry import PLOTTERS  # noqa: E402
+from workbench.registry import ANIMATIONS, PLOTTERS  # noqa: E402
 
 # Outer step whose inner loop wasserstein_relu_prox_inner.png shows (None: the last snapshot's);
 # the nearest snapshotted outer step is used.
@@ -99,8 +101,8 @@ def _positive(x: np.ndarray) -> np.ndarray:
 
 def _inner_curves(run: dict):
     snaps = run.get("snapshots") or {}
-    objs, dists = snaps.get("inner_objective") or [], snaps.get("inner_distance") or []
-    outer = snaps.get("inner_of_step") or []
+    objs, dists = snaps.get(INNER_OBJECTIVE) or [], snaps.get(INNER_DISTANCE) or []
+    outer = snaps.get(INNER_OF_STEP) or []
     k = min(len(objs), len(dists), len(outer))
     return [(int(outer[i]), np.asarray(objs[i], float), np.asarray(dists[i], float))
             for i in range(k) if np.asarray(objs[i]).size]
@@ -144,7 +146,7 @@ def plot_inner(runs: list[dict], out_dir: Path, outer_step: int | None = None) -
 
 
 def _particle_dim(run: dict) -> int:
-    Ws = (run.get("snapshots") or {}).get("W") or []
+    Ws = (run.get("snapshots") or {}).get(NEURONS) or []
     return int(np.asarray(Ws[0]).shape[1]) if Ws and np.asarray(Ws[0]).ndim == 2 else 0
 
 
@@ -157,8 +159,8 @@ def plot_particles_1d(runs: list[dict], out_dir: Path) -> list[Path]:
     for ax, run in zip(axes[0], panels):
         snaps = run["snapshots"]
         steps = np.asarray(snaps["step"], float)
-        X = np.stack([np.asarray(W, float)[:, 0] for W in snaps["W"]])  # (T, m)
-        a = np.asarray(snaps["a"][-1], float).reshape(-1)
+        X = np.stack([np.asarray(W, float)[:, 0] for W in snaps[NEURONS]])  # (T, m)
+        a = np.asarray(snaps[OUTPUT_WEIGHTS][-1], float).reshape(-1)
         scale = max(float(np.abs(X).max()), 1e-300)
         for j in range(X.shape[1]):
             ax.plot(steps, X[:, j], "-o" if a[j] >= 0 else "--s", ms=4, color=f"C{j % 10}", alpha=0.8,
@@ -197,14 +199,14 @@ def _jko_state(run: dict):
     """(steps, P (T, N) masses, grid (N, D), signs (N,), kind) or None."""
     info = run.get("info") or {}
     snaps = run.get("snapshots") or {}
-    if "grid" not in info or not snaps.get("p"):
+    if GRID not in info or not snaps.get(MASSES):
         return None
     steps = list(snaps.get("step") or [])
-    P = np.stack([np.asarray(p, float).reshape(-1) for p in snaps["p"]])
+    P = np.stack([np.asarray(p, float).reshape(-1) for p in snaps[MASSES]])
     k = min(len(steps), P.shape[0])
-    grid = np.asarray(info["grid"], float)
-    signs = np.asarray(info.get("signs", np.ones(grid.shape[0])), float).reshape(-1)
-    return steps[:k], P[:k], grid, signs, info.get("grid_kind", "points")
+    grid = np.asarray(info[GRID], float)
+    signs = np.asarray(info.get(SIGNS, np.ones(grid.shape[0])), float).reshape(-1)
+    return steps[:k], P[:k], grid, signs, info.get(GRID_KIND, "points")
 
 
 def _coordinate(grid: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
@@ -268,6 +270,7 @@ def plot_relu_jko(runs: list[dict], out_dir: Path) -> list[Path]:
 PLOTTERS.register("relu_jko")(plot_relu_jko)
 
 
+@ANIMATIONS.register("relu_jko")
 def animate_jko(runs: list[dict], out_dir: Path) -> list[Path]:
     """One GIF per label (first seed): grid points sized and coloured by mass, per snapshot."""
     from matplotlib import animation
@@ -303,6 +306,7 @@ def animate_jko(runs: list[dict], out_dir: Path) -> list[Path]:
     return paths
 
 
+@ANIMATIONS.register("relu_prox")
 def animate_prox(runs: list[dict], out_dir: Path) -> list[Path]:
     """``plot.py --animate`` for relu_prox: the shallow family's neuron/output animation for runs whose
     particles live in the (w, b) plane or higher; 1-D particles (the two-particle toy) have only the

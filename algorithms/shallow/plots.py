@@ -27,8 +27,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from algorithms.shallow.workbench_algorithms import (CONVEX_OPTIMUM, DATA_X,  # noqa: E402
+                                                     DATA_Y, NEURONS, OUTPUT_WEIGHTS)
 from workbench.plots.common import first_seed_per_label, series  # noqa: E402
-from workbench.registry import PLOTTERS  # noqa: E402
+from workbench.registry import ANIMATIONS, PLOTTERS  # noqa: E402
 
 MAX_PANELS = 6
 MAX_FRAMES = 150
@@ -37,7 +39,7 @@ MAX_FRAMES = 150
 # -- helpers ------------------------------------------------------------------------------------
 def _snapshots(run: dict) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
     snaps = run.get("snapshots") or {}
-    steps, Ws, As = snaps.get("step") or [], snaps.get("W") or [], snaps.get("a") or []
+    steps, Ws, As = snaps.get("step") or [], snaps.get(NEURONS) or [], snaps.get(OUTPUT_WEIGHTS) or []
     k = min(len(steps), len(Ws), len(As))
     return (list(steps[:k]), [np.asarray(w, dtype=float).reshape(len(np.asarray(a).reshape(-1)), -1) for w, a in zip(Ws[:k], As[:k])],
             [np.asarray(a, dtype=float).reshape(-1) for a in As[:k]])
@@ -45,10 +47,10 @@ def _snapshots(run: dict) -> tuple[list[int], list[np.ndarray], list[np.ndarray]
 
 def _data(run: dict):
     info = run.get("info") or {}
-    if "data_x" not in info or "data_y" not in info:
+    if DATA_X not in info or DATA_Y not in info:
         return None
-    x = np.asarray(info["data_x"], dtype=float)
-    return x.reshape(x.shape[0], -1), np.asarray(info["data_y"], dtype=float).reshape(-1)
+    x = np.asarray(info[DATA_X], dtype=float)
+    return x.reshape(x.shape[0], -1), np.asarray(info[DATA_Y], dtype=float).reshape(-1)
 
 
 def _predict(W: np.ndarray, a: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -65,8 +67,8 @@ def _metric(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def convex_optimum(run: dict) -> float | None:
-    """The run's convex reference: info["convex_optimum"] (relu_gd) or its last convex_objective."""
-    value = (run.get("info") or {}).get("convex_optimum")
+    """The run's convex reference: info[CONVEX_OPTIMUM] (relu_gd) or its last convex_objective."""
+    value = (run.get("info") or {}).get(CONVEX_OPTIMUM)
     if value is None:
         _, y = _metric(run, "convex_objective")
         value = y[-1] if y.size else None
@@ -262,6 +264,8 @@ PLOTTERS.register("relu_convex")(plot_shallow)
 
 
 # -- animation ----------------------------------------------------------------------------------
+@ANIMATIONS.register("relu_gd")
+@ANIMATIONS.register("relu_convex")
 def animate_shallow(runs: list[dict], out_dir: Path) -> list[Path]:
     """One animation per label (first seed): neurons (left) and the network's output (right) over the
     snapshots. MP4 through ffmpeg when available, else a GIF through pillow. Returns the paths."""

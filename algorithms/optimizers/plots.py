@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from algorithms.optimizers.newton_summary.workbench_algorithm import NAME_GROUPS  # noqa: E402
 from workbench.plots.common import series  # noqa: E402
 from workbench.registry import PLOTTERS  # noqa: E402
 from workbench.summary import group_by_label  # noqa: E402
@@ -33,7 +34,7 @@ def _group_keys(runs):
 
 def _group_name(runs, i):
     for run in runs:
-        names = (run.get("info") or {}).get("name_groups")
+        names = (run.get("info") or {}).get(NAME_GROUPS)
         if names and i < len(names):
             grp = names[i]
             return grp[0] + (f" +{len(grp) - 1}" if len(grp) > 1 else "")
