@@ -1,9 +1,14 @@
-"""Helpers shared by the workbench's own optimizers: hyperparameter checks (ValueError naming the
-value) and the multi-tensor dispatch."""
+"""What the workbench's own optimizers share: hyperparameter checks (ValueError naming the value),
+the multi-tensor dispatch, and :class:`BufferedOptimizer`, the scaffolding of an optimizer with one
+state buffer per parameter (PersistentSGD, AdEMA)."""
 from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import Callable
+
+import torch
+from torch.optim import Optimizer
 
 
 def _as_real(name: str, value) -> float:
@@ -50,3 +55,70 @@ def default_foreach(params) -> bool:
     if not params:
         return False
     return all(p.is_cuda for p in params) or len(params) >= FOREACH_MIN_CPU_TENSORS
+
+
+class BufferedOptimizer(Optimizer):
+    """An optimizer with one state buffer per parameter and a functional kernel, structured like
+    ``torch/optim/sgd.py``. Subclasses name the buffer (``buffer_name``), the hyperparameters that
+    lie in [0, 1) (``unit_interval``), and implement :meth:`_update`.
+
+    Hyperparameters are checked on construction and in every added group. The buffer is created
+    (zeros) on a parameter's first step with a gradient; parameters whose ``.grad`` is None are
+    skipped and get no state; sparse gradients raise.
+    """
+
+    buffer_name: str = "buffer"
+    unit_interval: tuple[str, ...] = ()
+
+    def __init__(self, params, defaults: dict):
+        self._check(defaults)
+        super().__init__(params, defaults)
+
+    def _check(self, group: dict) -> None:
+        check_lr(group["lr"])
+        for name in self.unit_interval:
+            check_unit_interval(name, group[name])
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        self._check(self.param_groups[-1])
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+
+    def _init_group(self, group: dict, params: list, grads: list, bufs: list) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            if len(state) == 0:
+                state[self.buffer_name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            bufs.append(state[self.buffer_name])
+
+    def _update(self, params: list, grads: list, bufs: list, group: dict) -> None:
+        """The functional kernel on one group's tensors (in place)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        """One update of every parameter with a gradient; returns ``closure()`` or None.
+
+        The closure (re-evaluating the loss and calling ``backward``) runs once, before the update,
+        with gradients enabled.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, bufs = [], [], []
+            self._init_group(group, params, grads, bufs)
+            if params:
+                self._update(params, grads, bufs, group)
+        return loss

@@ -3,19 +3,15 @@ its initial commit defines it. Same structure as ``persistent_sgd.py`` (class, f
 for-loop and ``torch._foreach_*`` implementations)."""
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from algorithms.optimizers._common import (check_lr, check_unit_interval, default_foreach,
-                                          group_by_device_and_dtype)
+from algorithms.optimizers._common import BufferedOptimizer, default_foreach, group_by_device_and_dtype
 
 __all__ = ["AdEMA", "adema"]
 
 
-class AdEMA(Optimizer):
+class AdEMA(BufferedOptimizer):
     r"""SGD on an un-bias-corrected EMA of the gradients, scaled by ``(1 - decay)``.
 
     For each parameter :math:`p` (any shape) with gradient :math:`g_t` and :math:`m_0 = 0` of
@@ -57,55 +53,16 @@ class AdEMA(Optimizer):
     Parameters whose ``.grad`` is None are skipped and get no state. Sparse gradients raise.
     """
 
+    buffer_name = "exp_avg"
+    unit_interval = ("beta", "decay")
+
     def __init__(self, params, lr: float = 1e-3, beta: float = 0.999, decay: float = 0.999, *,
                  foreach: bool | None = None):
-        check_lr(lr)
-        check_unit_interval("beta", beta)
-        check_unit_interval("decay", decay)
         super().__init__(params, dict(lr=lr, beta=beta, decay=decay, foreach=foreach))
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        check_lr(group["lr"])
-        check_unit_interval("beta", group["beta"])
-        check_unit_interval("decay", group["decay"])
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-
-    def _init_group(self, group, params: list, grads: list, exp_avgs: list) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("AdEMA does not support sparse gradients")
-            state = self.state[p]
-            if len(state) == 0:
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None):
-        """One update of every parameter with a gradient; returns ``closure()`` or None.
-
-        The closure runs once, before the update, with gradients enabled.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, exp_avgs = [], [], []
-            self._init_group(group, params, grads, exp_avgs)
-            if params:
-                adema(params, grads, exp_avgs, lr=group["lr"], beta=group["beta"],
-                      decay=group["decay"], foreach=group["foreach"])
-        return loss
+    def _update(self, params, grads, bufs, group) -> None:
+        adema(params, grads, bufs, lr=group["lr"], beta=group["beta"], decay=group["decay"],
+              foreach=group["foreach"])
 
 
 def adema(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *,

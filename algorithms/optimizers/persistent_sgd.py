@@ -6,19 +6,15 @@ functional :func:`persistent_sgd`, which dispatches to a for-loop kernel (the sp
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from algorithms.optimizers._common import (check_lr, check_unit_interval, default_foreach,
-                                          group_by_device_and_dtype)
+from algorithms.optimizers._common import BufferedOptimizer, default_foreach, group_by_device_and_dtype
 
 __all__ = ["PersistentSGD", "persistent_sgd"]
 
 
-class PersistentSGD(Optimizer):
+class PersistentSGD(BufferedOptimizer):
     r"""Gradient descent on a decaying sum of all past gradients; this IS heavy-ball momentum.
 
     For each parameter :math:`p` (any shape) with gradient :math:`g_t` (whatever ``p.grad`` holds
@@ -61,53 +57,14 @@ class PersistentSGD(Optimizer):
         opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
     """
 
+    buffer_name = "persistent_grad"
+    unit_interval = ("decay",)
+
     def __init__(self, params, lr: float = 0.01, decay: float = 0.99, *, foreach: bool | None = None):
-        check_lr(lr)
-        check_unit_interval("decay", decay)
         super().__init__(params, dict(lr=lr, decay=decay, foreach=foreach))
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        check_lr(group["lr"])
-        check_unit_interval("decay", group["decay"])
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-
-    def _init_group(self, group, params: list, grads: list, bufs: list) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("PersistentSGD does not support sparse gradients")
-            state = self.state[p]
-            if len(state) == 0:
-                state["persistent_grad"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            bufs.append(state["persistent_grad"])
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None):
-        """One update of every parameter with a gradient; returns ``closure()`` or None.
-
-        The closure (re-evaluating the loss and calling ``backward``) runs once, before the update,
-        with gradients enabled.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, bufs = [], [], []
-            self._init_group(group, params, grads, bufs)
-            if params:
-                persistent_sgd(params, grads, bufs, lr=group["lr"], decay=group["decay"],
-                               foreach=group["foreach"])
-        return loss
+    def _update(self, params, grads, bufs, group) -> None:
+        persistent_sgd(params, grads, bufs, lr=group["lr"], decay=group["decay"], foreach=group["foreach"])
 
 
 def persistent_sgd(params: list[Tensor], grads: list[Tensor], bufs: list[Tensor], *,

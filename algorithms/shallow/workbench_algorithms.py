@@ -357,9 +357,7 @@ class ReluProx(Algorithm):
         x, y = self._batch
         F = self.problem.loss(self.model(x), y)
         beta = self.params["beta"]
-        if beta:
-            F = F + 0.5 * beta * ((self.model.W ** 2).sum() + (self.model.a ** 2).sum())
-        return F
+        return F + regulariser(self.model.W, self.model.a, beta) if beta else F
 
     def step(self, x, y):
         self._batch = (x, y)
