@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,13 +62,41 @@ def test_resume_is_exact(tiny_config):
 
 
 def test_hg_stream_differs_from_training_order(tiny_config):
-    config = _config(tiny_config, dtype="float64")
-    problem = build_problem(config)
-    torch.manual_seed(0)
-    algo = ALGORITHMS["newton_summary"](problem, problem.build_model(), hg_batch_size=16)
-    xb, _ = next(algo.hg_stream)
-    assert xb.shape[0] == 16
-    assert not torch.equal(xb, problem.data.x_train[:16])
+    """The summaries' batches are a stream of their own, not the batches the runner trains on
+    (hg_batch_size = batch_size here, so a stream seeded like the batch order would repeat it)."""
+    from workbench.algorithm import register_algorithm
+
+    cls = ALGORITHMS["newton_summary"]
+    if "_test_recording_newton_summary" not in ALGORITHMS:
+        @register_algorithm("_test_recording_newton_summary")
+        class Recording(cls):
+            trained: list = []
+            summarised: list = []
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                stream = self.hg_stream
+                original = type(stream).__next__
+                type(self).summarised.clear(), type(self).trained.clear()
+
+                class Spy(type(stream)):
+                    def __next__(inner):
+                        batch = original(inner)
+                        type(self).summarised.append(batch[0].clone())
+                        return batch
+                stream.__class__ = Spy
+
+            def step(self, x, y):
+                type(self).trained.append(x.clone())
+                return super().step(x, y)
+    recording = ALGORITHMS["_test_recording_newton_summary"]
+    config = _config(tiny_config, dtype="float64", runs=[dict(algorithm="_test_recording_newton_summary",
+                                                             hg_batch_size=16, period_hg=2)])
+    Experiment.create(config).run()
+    assert len(recording.trained) == 8 and len(recording.summarised) >= 4  # max_steps=8, a refresh every 2
+    assert all(b.shape == (16, 6) for b in recording.trained + recording.summarised)
+    for hg in recording.summarised:
+        assert not any(torch.equal(hg, b) for b in recording.trained)
 
 
 def test_bad_parameters_fail_before_training(tiny_config):
@@ -91,12 +120,25 @@ def test_scaled_mlp_same_function_as_mlp():
         MODELS["scaled_mlp"]((6,), 3, hidden=[8], weight_scales=[1.0])
 
 
-def test_plotter_writes_figures(tiny_config, tmp_path):
+def test_plotter_writes_figures(tiny_config, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
     experiment = Experiment.create(_config(tiny_config))
     experiment.run()
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
     paths = PLOTTERS["newton_summary"](experiment.history["runs"], tmp_path)
     assert {p.name for p in paths} == {"newton_summary_lrs.png", "newton_summary_solver.png"}
     assert all(p.stat().st_size > 0 for p in paths)
+    lrs = next(f for f in figures if f is not None and any(ax.get_yscale() == "symlog" for ax in f.axes))
+    ax = next(a for a in lrs.axes if a.get_yscale() == "symlog")
+    run = experiment.history["runs"][0]
+    groups = sorted(k for k in run["metrics"] if k.startswith("lr_group_"))
+    assert len(ax.get_lines()) >= len(groups) and ax.get_xlabel() == "step"
+    first = run["info"]["name_groups"][0][0]
+    assert any(first in line.get_label() for line in ax.get_lines())
+    values = np.asarray(run["metrics"][groups[0]])
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), values[np.isfinite(values)], rtol=1e-12)
 
 
 # -- backend="auto" --------------------------------------------------------------------------------

@@ -146,9 +146,21 @@ def test_params_without_grad_are_skipped_and_get_no_state(info):
 
 @pytest.mark.parametrize("info", INFOS)
 def test_state_is_created_lazily(info):
-    params_fn, _ = problem()
-    opt = info.cls(params_fn(), **info.configs[0])
+    """No state before a step; a step creates zero buffers for the parameters with a gradient only,
+    so the first update equals the one a zero buffer gives."""
+    params_fn, loss_fn = problem()
+    ps = params_fn()
+    opt = info.cls(ps, **info.configs[0])
     assert len(opt.state) == 0
+    opt.zero_grad()
+    loss_fn(ps).backward()
+    ps[-1].grad = None  # no gradient: no state, not moved
+    before = [p.detach().clone() for p in ps]
+    opt.step()
+    assert ps[-1] not in opt.state and torch.equal(ps[-1], before[-1])
+    for p in ps[:-1]:
+        assert set(opt.state[p]) == set(info.state_keys)
+    assert not torch.equal(ps[0], before[0])
 
 
 @pytest.mark.parametrize("info", INFOS)

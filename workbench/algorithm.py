@@ -18,6 +18,7 @@ Lifecycle, per (run entry, seed)::
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -61,6 +62,13 @@ class Algorithm:
         self.params = {**self.defaults, **params}
         # every random stream of the algorithm starts from this (the runner passes the run's seed)
         self.seed = torch.initial_seed() if seed is None else int(seed)
+
+    def stream_seed(self, stream: str) -> int:
+        """A seed for the algorithm's random stream named ``stream``, derived from the run's seed and
+        the name: different from the seed itself (which also seeds the runner's batch order, so a
+        generator seeded with it would repeat the training batches) and from every other stream's."""
+        digest = hashlib.sha256(f"{self.seed}:{stream}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") >> 1
 
     @classmethod
     def resolve_params(cls, params: dict) -> dict:

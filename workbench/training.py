@@ -85,8 +85,9 @@ def seed_everything(seed: int) -> None:
       from the global generator;
     * the batch order: a ``torch.Generator`` of the run (``TrainingRun.batch_gen``);
     * the algorithm's own streams, from the ``seed`` it is built with (``Algorithm.seed``):
-      growth's proposals, newton_summary's hg batches, relu_prox's projections, relu_convex's and
-      relu_gd's sampled gates.
+      growth's proposals, relu_prox's projections, relu_convex's and relu_gd's sampled gates,
+      and newton_summary's hg batches from ``Algorithm.stream_seed("hg")`` (a batch order of its
+      own: seeded with the seed itself it would repeat the training batches).
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)

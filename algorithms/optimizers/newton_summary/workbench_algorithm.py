@@ -15,8 +15,9 @@ Parameters (config ``runs`` entries; every one has a default):
 - ``hg_batch_size``: size of the batches of the separate summary stream.
 
 The summaries are taken on batches of a separate shuffled stream over the training set, driven by
-its own ``torch.Generator`` seeded from the run's seed (the runner reseeds torch before building
-the algorithm), so the training batch order is the same as every other algorithm's. Its state is
+its own ``torch.Generator`` seeded from the run's seed through ``stream_seed("hg")`` (the seed
+itself drives the runner's batch order, so the summaries would otherwise see exactly the
+training batches), and the training batch order is the same as every other algorithm's. Its state is
 in ``state_dict()``: a resumed run continues exactly.
 
 Metrics per step: ``train_loss``, ``lr_group_<i>`` (effective rate of subset i), ``r``, ``x0``,
@@ -99,7 +100,7 @@ class NewtonSummaryAlgorithm(Algorithm):
         super().__init__(problem, model, seed=seed, **params)
         self.param_groups, self.name_groups = PARTITIONS[params["partition"]](model)
         data = problem.data
-        self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], self.seed)
+        self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], self.stream_seed("hg"))
         self.backend, compile_missing = params["backend"], True
         if self.backend == "auto":
             steps = getattr(problem, "planned_steps", None)
