@@ -69,20 +69,42 @@ def test_batch_files_check_every_external_command(name):
         assert target in labels, f"{name}: goto/call to a missing label :{target}"
 
 
+def _labels_and_jumps(lines):
+    """The labels a batch file defines (``:name``) and the ones its ``call :x`` / ``goto :x`` reach."""
+    import re
+
+    defined = {line[1:].split()[0].lower() for line in lines if line.startswith(":") and not line.startswith("::")}
+    jumps = {m.lower() for line in lines for m in re.findall(r"(?:call|goto)\s+:(\w+)", line, re.I)}
+    return defined, jumps - {"eof"}
+
+
+@pytest.mark.parametrize("name", BATCH_FILES)
+def test_every_jump_of_a_batch_file_reaches_a_label(name):
+    defined, jumps = _labels_and_jumps(_batch_lines(name))
+    assert jumps <= defined, f"{name} jumps to undefined labels {sorted(jumps - defined)}"
+
+
 def test_setup_bat_contract():
-    text = "\n".join(_batch_lines("setup.bat"))
-    assert 'if not "%ERRORLEVEL%"=="0" goto :fail' in text
-    assert "call :try_python py -3" in text and "call :try_python python" in text
-    assert text.index("call :try_python py -3") < text.index("call :try_python python")
-    assert "sys.version_info < (3, 10)" in text                     # the Store stub fails this by running
-    code = "\n".join(line for line in text.splitlines() if not line.lower().startswith("rem "))
-    assert "where " not in code and "findstr" not in code.lower()
-    assert "nvidia-smi >nul 2>&1" in text and "download.pytorch.org/whl/" in text
-    assert "TORCH_INDEX_URL" in text and "TORCH_CPU" in text and '"cpu"' in text
-    assert "--no-pause" in text and "if defined CI" in text and "pause" in text
-    assert "-m workbench.mnist_files" in text and "--mnist-dir" in text
-    assert "-m pip install -r requirements.txt" in text
-    assert text.index("pip install torch torchvision") < text.index("pip install -r requirements.txt")
+    """What wine cannot show (test_launchers_wine.py runs the behaviour): the order of the steps."""
+    lines = _batch_lines("setup.bat")
+    text = "\n".join(lines)
+    code = [line for line in lines if not line.lower().startswith("rem ")]
+
+    def first(fragment):
+        return next(i for i, line in enumerate(code) if fragment in line)
+
+    # interpreters in preference order, each checked by running it (the Store stub fails the check)
+    assert first("call :try_python py -3") < first("call :try_python python")
+    assert "sys.version_info < (3, 10)" in text
+    assert not any(line.lstrip().lower().startswith(("where ", "findstr")) for line in code)
+    # torch from the index the driver allows, before the requirements; MNIST after both
+    assert first("nvidia-smi >nul 2>&1") < first("pip install torch torchvision") < first("pip install -r requirements.txt")
+    assert first("pip install -r requirements.txt") < first("-m workbench.mnist_files")
+    # every pip and python step is followed at once by a check of its exit code
+    for i, line in enumerate(code):
+        if "-m pip install" in line or "-m workbench.mnist_files" in line:
+            assert code[i + 1].startswith('if not "%ERRORLEVEL%"=="0" '), f"setup.bat does not check: {line.strip()}"
+    assert "TORCH_INDEX_URL" in text and "TORCH_CPU" in text and "--no-pause" in text and "if defined CI" in text
 
 
 def test_run_bat_contract():

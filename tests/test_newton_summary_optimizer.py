@@ -12,7 +12,7 @@ from torch import nn
 
 from algorithms.optimizers import NewtonSummary, compute_Hg, fullbatch_gradient, nesterov_lrs, partition
 from algorithms.optimizers.newton_summary.workbench_algorithm import scaled_mlp
-from tests._newton_summary_helpers import DT, batch, ce_loss, tanh_mlp
+from tests._newton_summary_helpers import DT, F_of_t, batch, brute_summaries, ce_loss, tanh_mlp
 
 
 def _data(n=48, d=5, classes=4, seed=1):
@@ -120,21 +120,28 @@ def test_mom_lrs_first_refresh_and_remove_negative():
 
 
 def test_noregul_uses_first_and_second_order_only(monkeypatch):
+    """noregul asks the summaries for no third derivatives, and solves (H-bar + ridge I) eta = g-bar
+    with H-bar, g-bar the brute-force derivatives of t -> L(theta + sum_s t_s u_s) on the hg batch."""
+    from algorithms.optimizers.newton_summary import optimizer as module
+
     model = tanh_mlp()
     opt, x, y = _opt(model, noregul=True, ridge=0.1, backend="reverse")
-    calls = []
-    real = torch.autograd.grad
-
-    def counting(outputs, inputs, *a, **kw):
-        calls.append(kw.get("create_graph", False))
-        return real(outputs, inputs, *a, **kw)
-    monkeypatch.setattr(torch.autograd, "grad", counting)
-    _train(opt, model, x, y, 1)
-    S = 4
-    assert len(calls) == 1 + S  # 1 gradient (with graph) + S rows of H-bar, no third order
+    asked = []
+    real = module.compute_Hg
+    monkeypatch.setattr(module, "compute_Hg", lambda *a, **kw: (asked.append(kw["order3"]), real(*a, **kw))[1])
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x[:8]), y[:8]).backward()
+    groups = opt.param_groups
+    u = [p.grad.detach().clone() for g in groups for p in g["params"]]  # the first direction is the gradient
+    g_ref, H_ref, _ = brute_summaries(F_of_t(model, ce_loss(model), groups, u, x[:24], y[:24]), len(groups))
+    opt.step()
+    assert asked == [False]
     st = opt.summary_state
-    H, g = st["H"].numpy(), st["g"].numpy()
-    np.testing.assert_allclose(st["eta"].numpy(), np.linalg.solve(H + 0.1 * np.eye(S), g), rtol=1e-10)
+    torch.testing.assert_close(st["H"], H_ref, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(st["g"], g_ref, rtol=1e-8, atol=1e-12)
+    S = len(groups)
+    np.testing.assert_allclose(st["eta"].numpy(), np.linalg.solve(H_ref.numpy() + 0.1 * np.eye(S), g_ref.numpy()),
+                               rtol=1e-8)
     assert st["status"] == "newton" and torch.count_nonzero(st["order3"]) == 0
 
 
