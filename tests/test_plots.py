@@ -148,3 +148,38 @@ def test_without_a_test_split_metrics_plots_and_summary_name_the_training_set(ti
     assert row["metric"] == "full_train_acc"
     names = {p.name for p in plot_record([experiment.run_dir])}
     assert "full_train_accuracy.png" in names and "test_accuracy.png" not in names
+
+
+def test_growth_figures_show_events_widths_and_predictions(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from algorithms.growth import plots as growth_plots
+
+    figures = {}
+    monkeypatch.setattr(growth_plots, "_save", lambda fig, path: (figures.__setitem__(Path(path).name, fig), path)[1])
+    steps = np.arange(6.0)
+    events = {"step": [2.0, 4.0], "layer": [0.0, 0.0], "added": [2.0, 2.0],
+              "predicted_change": [-0.1, -0.05], "observed_change": [-0.09, -0.06]}
+    run = {"label": "tiny", "status": "finished", "seed": 0, "info": {},
+           "metrics": {"step": steps, "train_loss": np.exp(-steps), "width_0": np.array([1.0, 1, 3, 3, 5, 5]),
+                       "n_params": np.array([9.0, 9, 25, 25, 41, 41])},
+           "snapshots": {"step": [5], "events": [events]}}
+    paths = growth_plots.plot_growth([run], tmp_path)
+    assert [p.name for p in paths] == ["growth_loss.png", "growth_width.png", "growth_prediction.png"]
+    (loss_ax,) = figures["growth_loss.png"].axes
+    curves = [line for line in loss_ax.get_lines() if np.ptp(line.get_xdata()) > 0]
+    verticals = [line for line in loss_ax.get_lines() if np.ptp(line.get_xdata()) == 0]
+    assert len(curves) == 1 and curves[0].get_label() == "tiny (train)" and loss_ax.get_yscale() == "log"
+    assert sorted(line.get_xdata()[0] for line in verticals) == [2.0, 4.0]  # one per growth event
+    width_ax, params_ax = figures["growth_width.png"].axes
+    (width,) = width_ax.get_lines()
+    np.testing.assert_array_equal(width.get_ydata(), [1, 1, 3, 3, 5, 5])
+    assert width.get_label() == "tiny layer 0" and width_ax.get_ylabel() == "hidden width"
+    assert all(float(t).is_integer() for t in width_ax.get_yticks())
+    np.testing.assert_array_equal(params_ax.get_lines()[0].get_ydata(), run["metrics"]["n_params"])
+    (pred_ax,) = figures["growth_prediction.png"].axes
+    np.testing.assert_allclose(pred_ax.collections[0].get_offsets(), [[-0.1, -0.09], [-0.05, -0.06]])
+    (diagonal,) = pred_ax.get_lines()
+    np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())
+    for fig in figures.values():
+        plt.close(fig)

@@ -55,8 +55,13 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
         return []
     out_dir = Path(out_dir)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    paths = []
+    return [plot_loss(runs, colors, out_dir / "growth_loss.png"),
+            plot_widths(runs, colors, out_dir / "growth_width.png"),
+            plot_prediction(runs, colors, out_dir / "growth_prediction.png")]
 
+
+def plot_loss(runs: list[dict], colors: list, path: Path) -> Path:
+    """Training (and test) loss against steps; dotted verticals at the growth events."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, run in enumerate(runs):
         color = colors[k % len(colors)]
@@ -72,8 +77,11 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_title("loss (dotted verticals: growth events)")
     ax.legend(fontsize=7)
-    paths.append(_save(fig, out_dir / "growth_loss.png"))
+    return _save(fig, path)
 
+
+def plot_widths(runs: list[dict], colors: list, path: Path) -> Path:
+    """Hidden widths (one line style per layer) and parameter counts against steps."""
     fig, (ax_w, ax_p) = plt.subplots(1, 2, figsize=(11, 4.2))
     for k, run in enumerate(runs):
         color = colors[k % len(colors)]
@@ -94,8 +102,11 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
     ax_p.set_xlabel("step")
     ax_p.set_ylabel("parameters")
     ax_p.legend(fontsize=7)
-    paths.append(_save(fig, out_dir / "growth_width.png"))
+    return _save(fig, path)
 
+
+def plot_prediction(runs: list[dict], colors: list, path: Path) -> Path:
+    """Predicted (first order) against observed loss change of every growth, with the diagonal."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     lo, hi = 0.0, 0.0
     for k, run in enumerate(runs):
@@ -115,5 +126,4 @@ def plot_growth(runs: list[dict], out_dir: Path) -> list[Path]:
     ax.set_title("growth: predicted vs observed")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    paths.append(_save(fig, out_dir / "growth_prediction.png"))
-    return paths
+    return _save(fig, path)

@@ -237,16 +237,45 @@ class Growth(Algorithm):
 
     def grow(self) -> dict | None:
         """One growth (statistics, proposal, amplitude, commit); returns the event or None."""
-        p, model = self.params, self.model
-        eligible = self._eligible()
-        if not eligible:
+        layers = self._layers_to_grow()
+        if not layers:
             return None
-        if p["layer_choice"] == "round_robin":
-            layers = sorted(eligible, key=lambda i: (i - self.round_robin) % model.number_hidden_layers)[:1]
-            self.round_robin = (layers[0] + 1) % model.number_hidden_layers
-        else:
-            layers = eligible
+        model = self.model
         x, y = self._sample()
+        was_training = model.training
+        self._collect_statistics(layers, x, y)
+        layer = self._best_proposal()
+        proposal = model.proposals[layer]
+        loss_before = self._loss_on(x, y, model)
+        gamma = self._amplitude(x, y, loss_before) if self.amplitude == "line_search" else 1.0
+        if gamma is None:  # no gamma > 0 helps: skip rather than commit gamma = 0
+            model.delete_update()
+            warnings.warn(f"growth at step {self.step_count} skipped: no gamma in the grid lowers the loss",
+                          RuntimeWarning, stacklevel=2)
+            return None
+        model.set_scaling_factor(gamma)
+        event = self._event(layer, proposal, gamma, loss_before)
+        carry_optimizer_state(self.optimizer, model.apply_change())
+        model.train(was_training)
+        event["observed_change"] = self._loss_on(x, y, model) - loss_before
+        for key in EVENT_KEYS:
+            self.events[key].append(event[key])
+        return event
+
+    def _layers_to_grow(self) -> list[int]:
+        """The layers below their target; with ``layer_choice="round_robin"`` the next one only."""
+        eligible = self._eligible()
+        if not eligible or self.params["layer_choice"] != "round_robin":
+            return eligible
+        n = self.model.number_hidden_layers
+        layer = sorted(eligible, key=lambda i: (i - self.round_robin) % n)[0]
+        self.round_robin = (layer + 1) % n
+        return [layer]
+
+    def _collect_statistics(self, layers: list[int], x, y) -> None:
+        """TINY / GradMax statistics of ``layers`` on the sample (x, y), summed over chunks, and the
+        proposals they give (``model.proposals``)."""
+        p, model = self.params, self.model
         model.growing_layers = layers
         model.init_computation(initialization_method=p["method"])
         for xb, yb in self._chunks(x, y):
@@ -254,58 +283,50 @@ class Growth(Algorithm):
             self.problem.loss(model(xb), yb, reduction="sum").backward()
             model.update_computation()
         model.zero_grad(set_to_none=True)
-        was_training = model.training
-        method = p["method"]
-        proposals = model.compute_optimal_updates(
-            maximum_added_neurons=p["neurons_per_growth"], initialization_method=method,
+        model.compute_optimal_updates(
+            maximum_added_neurons=p["neurons_per_growth"], initialization_method=p["method"],
             statistical_threshold=p["statistical_threshold"],
             gradmax_scale=p["gradmax_scale"] if self.amplitude == "norm" else None,
             generator=self.generator, whitening=p["whitening"])
         model.reset_computation()
         model.growing_layers = list(range(model.number_hidden_layers))
-        for i, proposal in proposals.items():
+
+    def _best_proposal(self) -> int:
+        """The layer whose proposal (cut to the room left below the target) is best."""
+        model = self.model
+        for i, proposal in model.proposals.items():
             room = self.target[i] - model.hidden_sizes[i]
             if proposal.n_neurons > room:
                 proposal.sub_select(room)
-        layer = model.select_best_update()
-        proposal = model.proposals[layer]
-        loss_before = self._loss_on(x, y, model)
-        gamma = 1.0
-        if self.amplitude == "line_search":
-            best_gamma, best_loss = None, loss_before
-            grid = sorted(p["gamma_grid"])
-            for g in grid:
-                model.set_scaling_factor(g)
-                loss = self._loss_on(x, y, model.extended_forward)
-                if math.isfinite(loss) and loss < best_loss:
-                    best_gamma, best_loss = g, loss
-            for _ in range(p["gamma_expand"] if best_gamma == grid[-1] else 0):
-                model.set_scaling_factor(2 * best_gamma)
-                loss = self._loss_on(x, y, model.extended_forward)
-                if not (math.isfinite(loss) and loss < best_loss):
-                    break
-                best_gamma, best_loss = 2 * best_gamma, loss
-            if best_gamma is None:  # no gamma > 0 helps: skip rather than commit gamma = 0
-                model.delete_update()
-                warnings.warn(f"growth at step {self.step_count} skipped: no gamma in the grid lowers the loss",
-                              RuntimeWarning, stacklevel=2)
-                return None
-            gamma = best_gamma
-        model.set_scaling_factor(gamma)
-        predicted = -proposal.predicted_decrease()
-        event = {"step": self.step_count, "layer": float(layer), "added": float(proposal.n_neurons),
-                 "gamma": gamma, "predicted_change": predicted, "d_delta": gamma ** 2 * proposal.d_delta,
-                 "new_neurons": gamma ** 2 * proposal.sigma_prime * proposal.lambda_term,
-                 "kappa": gamma ** 2 * proposal.sigma_prime * proposal.kappa,
-                 "prediction_exact": float(proposal.first_order_exact), "loss_before": loss_before}
-        if proposal.delta is None:
-            event["d_delta"] = 0.0
-        carry_optimizer_state(self.optimizer, model.apply_change())
-        model.train(was_training)
-        event["observed_change"] = self._loss_on(x, y, model) - loss_before
-        for key in EVENT_KEYS:
-            self.events[key].append(event[key])
-        return event
+        return model.select_best_update()
+
+    def _amplitude(self, x, y, loss_before: float) -> float | None:
+        """The gamma of ``gamma_grid`` (doubled up to ``gamma_expand`` times past its top while
+        that still helps) with the lowest loss on (x, y); None if none is below ``loss_before``."""
+        p, model = self.params, self.model
+        best_gamma, best_loss = None, loss_before
+        grid = sorted(p["gamma_grid"])
+        for g in grid:
+            model.set_scaling_factor(g)
+            loss = self._loss_on(x, y, model.extended_forward)
+            if math.isfinite(loss) and loss < best_loss:
+                best_gamma, best_loss = g, loss
+        for _ in range(p["gamma_expand"] if best_gamma == grid[-1] else 0):
+            model.set_scaling_factor(2 * best_gamma)
+            loss = self._loss_on(x, y, model.extended_forward)
+            if not (math.isfinite(loss) and loss < best_loss):
+                break
+            best_gamma, best_loss = 2 * best_gamma, loss
+        return best_gamma
+
+    def _event(self, layer: int, proposal, gamma: float, loss_before: float) -> dict:
+        """The growth's record, before its observed change: the first-order prediction and its terms."""
+        return {"step": self.step_count, "layer": float(layer), "added": float(proposal.n_neurons),
+                "gamma": gamma, "predicted_change": -proposal.predicted_decrease(),
+                "d_delta": 0.0 if proposal.delta is None else gamma ** 2 * proposal.d_delta,
+                "new_neurons": gamma ** 2 * proposal.sigma_prime * proposal.lambda_term,
+                "kappa": gamma ** 2 * proposal.sigma_prime * proposal.kappa,
+                "prediction_exact": float(proposal.first_order_exact), "loss_before": loss_before}
 
     # -- records -------------------------------------------------------------------------------
     def snapshot(self):
