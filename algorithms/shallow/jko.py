@@ -223,15 +223,7 @@ def _stabilised_iterations(q, logK, prox, max_iter: int, tol: float, check_every
     mass = float(q.sum())
     positive = q > 0
     all_positive = bool(positive.all())
-    G = torch.zeros_like(q) if g0 is None else g0.to(F64).clone()
-    G = torch.where(positive, G, torch.full_like(G, -math.inf))
-    unshifted = plain_start and all_positive
-    F = torch.zeros_like(q) if unshifted else -(logK + G[None, :]).amax(dim=1)
-    if unshifted:  # K~ = K, symmetric: K~^T u = K~ u
-        Kt = KtT = kernel if kernel is not None else torch.exp(logK)
-    else:
-        Kt = _absorbed_kernel(logK, F, G)
-        KtT = Kt.T.contiguous()  # row-major products are the fastest
+    F, G, Kt, KtT, unshifted = _starting_kernel(q, logK, g0, kernel, plain_start and all_positive)
     direct = unshifted and callable(prox)  # z = K~ v itself: the prox takes it as it is
     v = torch.ones_like(q)
     u = p = None
@@ -288,10 +280,29 @@ def _stabilised_iterations(q, logK, prox, max_iter: int, tol: float, check_every
         warnings.warn(f"JKO step: Sinkhorn did not converge in {max_iter} iterations "
                       f"(residuals {res_p:.2e}, {res_q:.2e} > tol={tol}); increase max_iter or epsilon",
                       RuntimeWarning)
-    f = F + torch.where(u > 0, torch.log(u.clamp(min=1e-300)), torch.full_like(u, -math.inf))
-    g = torch.where(positive, G + torch.log(v), torch.full_like(G, -math.inf))
+    f, g = _log_scalings(F, G, u, v, positive)
     return _Outcome(JKOResult(u * Ktv, f, g, it, status == "converged", res_p, res_q, prox_iters, status),
                     last_good, it, prox_iters)
+
+
+def _starting_kernel(q, logK, g0, kernel, unshifted: bool):
+    """(F, G, K~, K~^T, unshifted): G from the warm start (-inf where q = 0), F minus the row maxima
+    of log K + G, K~ the absorbed kernel; ``unshifted`` (F = G = 0 known) keeps K~ = K, symmetric."""
+    G = torch.zeros_like(q) if g0 is None else g0.to(F64).clone()
+    G = torch.where(q > 0, G, torch.full_like(G, -math.inf))
+    if unshifted:  # K~ = K, symmetric: K~^T u = K~ u
+        Kt = kernel if kernel is not None else torch.exp(logK)
+        return torch.zeros_like(q), G, Kt, Kt, True
+    F = -(logK + G[None, :]).amax(dim=1)
+    Kt = _absorbed_kernel(logK, F, G)
+    return F, G, Kt, Kt.T.contiguous(), False  # row-major products are the fastest
+
+
+def _log_scalings(F, G, u, v, positive):
+    """f = log a = F + log u and g = log b = G + log v, -inf where the scaling is 0."""
+    f = F + torch.where(u > 0, torch.log(u.clamp(min=1e-300)), torch.full_like(u, -math.inf))
+    g = torch.where(positive, G + torch.log(v), torch.full_like(G, -math.inf))
+    return f, g
 
 
 def _log_domain_step(q: torch.Tensor, logK: torch.Tensor, prox, *,

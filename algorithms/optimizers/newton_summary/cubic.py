@@ -108,12 +108,8 @@ def nesterov_lrs(H, g, order3, damping_int: float, *, d_rel_tol: float = 1e-8,
         (backward error), ``iterations``, ``lambda_min`` (of :math:`M(r^*)`, scaled) and ``message``.
     """
     device = H.device if isinstance(H, torch.Tensor) else None
-    H, g, o3 = _as_np(H, "H", 2), _as_np(g, "g", 1), _as_np(order3, "order3", 1)
+    H, g, o3 = _checked_inputs(H, g, order3, damping_int)
     S = g.shape[0]
-    if H.shape != (S, S) or o3.shape != (S,):
-        raise ValueError(f"shapes must be H (S, S), g (S,), order3 (S,); got {H.shape}, {g.shape}, {o3.shape}")
-    if not (isinstance(damping_int, (int, float)) and math.isfinite(damping_int) and damping_int >= 0):
-        raise ValueError(f"damping_int must be a finite number >= 0, got {damping_int!r}")
     info = dict(status="failed", r=math.nan, x0=math.nan, residual=math.nan, iterations=0,
                 lambda_min=math.nan, message="")
 
@@ -150,20 +146,38 @@ def nesterov_lrs(H, g, order3, damping_int: float, *, d_rel_tol: float = 1e-8,
         status = "zero_gradient" if not eta.any() else "newton"
         return _certify(H, g, d, c, eta, 0.0, info, done, status, certify_tol)
 
-    dN = d[N]
+    etaN, r, status = _curved_minimiser(HN, gN, d[N], c, tol, max_iter, info)
+    if etaN is None:
+        return done(None, "failed", "the secular equation did not converge")
+    eta = eta_flat(etaN)
+    info["r"] = float(r)
+    return _certify(H, g, d, c, eta, r, info, done, status, certify_tol)
+
+
+def _checked_inputs(H, g, order3, damping_int):
+    """H (S, S), g (S,), order3 (S,) as float64 numpy arrays; ValueError for bad shapes or damping."""
+    H, g, o3 = _as_np(H, "H", 2), _as_np(g, "g", 1), _as_np(order3, "order3", 1)
+    S = g.shape[0]
+    if H.shape != (S, S) or o3.shape != (S,):
+        raise ValueError(f"shapes must be H (S, S), g (S,), order3 (S,); got {H.shape}, {g.shape}, {o3.shape}")
+    if not (isinstance(damping_int, (int, float)) and math.isfinite(damping_int) and damping_int >= 0):
+        raise ValueError(f"damping_int must be a finite number >= 0, got {damping_int!r}")
+    return H, g, o3
+
+
+def _curved_minimiser(HN, gN, dN, c, tol, max_iter, info):
+    """eta_N minimising the reduced model on the subsets with d_s > 0: in y = D eta coordinates
+    and the eigenbasis of D^-1 H_N D^-1, the secular equation of :func:`_secular`. Returns
+    (eta_N or None, r, status); ``info`` gets x0 and the iteration count."""
     K = HN / np.outer(dN, dN)
     lam, Q = np.linalg.eigh(0.5 * (K + K.T))
     b = Q.T @ (gN / dN)
     y, r, status, iterations = _secular(lam, b, c, tol, max_iter)
     info.update(x0=max(0.0, -lam[0] / c), iterations=iterations)
     if y is None:
-        return done(None, "failed", "the secular equation did not converge")
+        return None, r, status
     etaN = (Q @ y) / dN
-    if status == "hard":
-        etaN = _fix_sign(etaN)
-    eta = eta_flat(etaN)
-    info["r"] = float(r)
-    return _certify(H, g, d, c, eta, r, info, done, status, certify_tol)
+    return (_fix_sign(etaN) if status == "hard" else etaN), r, status
 
 
 def _closed_form_s1(h: float, g: float, d: float, c: float):
