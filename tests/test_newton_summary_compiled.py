@@ -11,6 +11,7 @@ from algorithms.optimizers import compute_Hg, partition
 from tests._newton_summary_helpers import batch, brute_summaries, ce_loss, F_of_t, tanh_mlp
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++", "cl")),
                     reason="torch.compile's inductor backend needs a C++ compiler")
 @pytest.mark.parametrize("make", [partition.canonical, partition.wb])
