@@ -19,7 +19,7 @@ def _toy(distance, gamma_notes):
     displacement; our dist averages over m = 2 particles, so our gamma is gamma_notes / 2."""
     V = torch.nn.Parameter(torch.tensor([[0.0], [1.0]], dtype=F64))
     prox = ProxPoint(V, lambda: 0.5 * (V[0, 0] - 4.0) ** 2, distance=distance, gamma=gamma_notes / 2,
-                     inner_steps=200, inner_optimizer="sgd", inner_lr=0.5 / (1 + 1 / gamma_notes), n_projections=3,
+                     inner_steps=200, inner_optimizer=torch.optim.SGD, inner_lr=0.5 / (1 + 1 / gamma_notes), n_projections=3,
                      generator=torch.Generator().manual_seed(0))
     out = prox.step()
     return V.detach().flatten(), out
@@ -70,7 +70,7 @@ def test_small_gamma_is_implicit_euler(distance):
         V = torch.nn.Parameter(W0.clone())
         objective = lambda: ((torch.relu(X @ V.T) @ a - y) ** 2).mean()  # noqa: E731
         prox = ProxPoint(V, objective, signs=a, distance=distance, gamma=gamma, inner_steps=60,
-                         inner_optimizer="sgd", inner_lr=eta)
+                         inner_optimizer=torch.optim.SGD, inner_lr=eta)
         prox.step()
         gV, _ = gradients(V.detach(), a, X, y)
         # optimality: V = W - gamma m grad F(V)

@@ -155,14 +155,15 @@ def _check_number(key: str, default, value) -> None:
         raise ConfigError(f"parameter {key} must be a number, got {type(value).__name__} {value!r}{hint}")
 
 
-def torch_optimizer_class(name: str) -> type:
-    """``torch.optim.<name>``, case-insensitive (``"sgd"``, ``"AdamW"``); ValueError lists the valid names."""
+def torch_optimizer_class(name: str, parameter: str = "optimizer") -> type:
+    """``torch.optim.<name>``, case-insensitive (``"sgd"``, ``"AdamW"``); ValueError names the
+    ``parameter`` that gave the name and lists the valid ones."""
     valid = {k.lower(): getattr(torch.optim, k) for k in dir(torch.optim)
              if isinstance(getattr(torch.optim, k), type) and issubclass(getattr(torch.optim, k), torch.optim.Optimizer)
              and k != "Optimizer"}
     cls = valid.get(str(name).lower())
     if cls is None:
-        raise ValueError(f"optimizer must name a torch.optim class, got {name!r}; valid: "
+        raise ValueError(f"{parameter} must name a torch.optim class, got {name!r}; valid: "
                          f"{', '.join(sorted(c.__name__ for c in valid.values()))}")
     return cls
 

@@ -29,13 +29,7 @@ import torch
 
 from algorithms.shallow.distances import DISTANCES, optimal_assignment, random_projections
 
-__all__ = ["ProxPoint", "INNER_OPTIMIZERS"]
-
-INNER_OPTIMIZERS = {
-    "sgd": lambda params, lr, momentum: torch.optim.SGD(params, lr=lr, momentum=momentum),
-    "adam": lambda params, lr, momentum: torch.optim.Adam(params, lr=lr),
-    "adamw": lambda params, lr, momentum: torch.optim.AdamW(params, lr=lr, weight_decay=0.0),
-}
+__all__ = ["ProxPoint"]
 
 
 class ProxPoint:
@@ -54,7 +48,8 @@ class ProxPoint:
         Prox parameter of ``F(V) + dist(V, W_t) / (2 gamma)``.
     inner_steps : int >= 1
         Maximum number of inner optimizer steps per outer step.
-    inner_optimizer : "sgd" | "adam" | "adamw"; inner_lr, inner_momentum (sgd only)
+    inner_optimizer : a ``torch.optim.Optimizer`` class (default Adam), built as
+        ``inner_optimizer([V], lr=inner_lr, **inner_optimizer_args)``; inner_lr > 0
     inner_lr_decay : float in (0, 1]
         Multiply the inner lr by this whenever the inner prox objective did not decrease.
     inner_tol : float >= 0
@@ -71,14 +66,15 @@ class ProxPoint:
 
     def __init__(self, V: torch.nn.Parameter, objective: Callable[[], torch.Tensor], *, signs=None,
                  distance: str = "frobenius", gamma: float = 0.1, inner_steps: int = 100,
-                 inner_optimizer: str = "adam", inner_lr: float = 1e-2, inner_momentum: float = 0.0,
+                 inner_optimizer: type = torch.optim.Adam, inner_lr: float = 1e-2,
+                 inner_optimizer_args: dict | None = None,
                  inner_lr_decay: float = 1.0, inner_tol: float = 0.0, reset_inner_state: bool = True,
                  n_projections: int = 128, assignment_every: int = 1,
                  generator: torch.Generator | None = None):
         if distance not in DISTANCES:
             raise ValueError(f"unknown distance {distance!r}; valid: {', '.join(DISTANCES)}")
-        if inner_optimizer not in INNER_OPTIMIZERS:
-            raise ValueError(f"unknown inner_optimizer {inner_optimizer!r}; valid: {', '.join(INNER_OPTIMIZERS)}")
+        if not (isinstance(inner_optimizer, type) and issubclass(inner_optimizer, torch.optim.Optimizer)):
+            raise ValueError(f"inner_optimizer must be a torch.optim.Optimizer class, got {inner_optimizer!r}")
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         if int(inner_steps) < 1:
@@ -100,7 +96,7 @@ class ProxPoint:
         self.reset_inner_state = bool(reset_inner_state)
         self.n_projections, self.assignment_every = int(n_projections), int(assignment_every)
         self.generator = generator
-        self.optimizer = INNER_OPTIMIZERS[inner_optimizer]([V], self.inner_lr, inner_momentum)
+        self.optimizer = inner_optimizer([V], lr=self.inner_lr, **(inner_optimizer_args or {}))
 
     def _distance(self, W_prev, projections, assignment):
         if self.distance == "frobenius":

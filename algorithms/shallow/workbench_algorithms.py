@@ -17,6 +17,8 @@ Snapshot and info keys (what :mod:`.plots` reads; the constants below are their 
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
@@ -26,7 +28,7 @@ from algorithms.shallow.indicators import DATA_X, DATA_Y, data_for_record
 from algorithms.shallow.jko import cost_matrix, grid_kind, jko_step, log_kernel, plan
 from algorithms.shallow.jko_prox import PROX_SOLVERS, QuadraticEnergy, make_prox
 from algorithms.shallow.model import TwoLayerReLU, add_bias, objective, regulariser, value_and_gradients
-from algorithms.shallow.prox import INNER_OPTIMIZERS, ProxPoint
+from algorithms.shallow.prox import ProxPoint
 from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
 
 F64 = torch.float64
@@ -293,12 +295,29 @@ class ReLUConvex(Algorithm):
         self._update_converged()
 
 
+def inner_optimizer(params: dict) -> type:
+    """relu_prox's inner optimizer class: ``inner_optimizer`` names any torch.optim class."""
+    return torch_optimizer_class(params["inner_optimizer"], "inner_optimizer")
+
+
+def inner_optimizer_args(params: dict) -> dict:
+    """``momentum=inner_momentum`` for a class that has momentum (SGD, RMSprop), and no weight
+    decay for a class that has one (the prox objective carries its own ``beta``)."""
+    accepted = inspect.signature(inner_optimizer(params)).parameters
+    args = {"momentum": params["inner_momentum"]} if "momentum" in accepted else {}
+    if "weight_decay" in accepted:
+        args["weight_decay"] = 0.0
+    return args
+
+
 @register_algorithm("relu_prox")
 class ReluProx(Algorithm):
     r"""Proximal point on the first layer of a two-layer ReLU network (see the module docstring).
 
     F(V) = (1/n) sum_i (f(x_i) - y_i)^2 + (beta/2) sum_j (|v_j|^2 + a_j^2) on the full batch;
-    the output weights ``a`` are frozen and define the sign split of the distance.
+    the output weights ``a`` are frozen and define the sign split of the distance. The inner solver
+    is ``inner_optimizer``, any torch.optim class by name, with ``inner_momentum`` where the class
+    has a momentum and no weight decay (see :func:`inner_optimizer_args`).
     Metrics per outer step: ``train_loss`` (F without the penalty, after the step),
     ``prox_objective``, ``prox_distance``, ``inner_steps``, ``inner_grad_norm``, ``inner_lr``.
     Snapshots: neuron positions ``W`` and ``a``, plus the inner-loop curves of the latest outer
@@ -316,9 +335,8 @@ class ReluProx(Algorithm):
         """The checks of :class:`ProxPoint`'s constructor, on the parameters alone."""
         if params["distance"] not in DISTANCES:
             raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {params['distance']!r}")
-        if params["inner_optimizer"] not in INNER_OPTIMIZERS:
-            raise ValueError(f"inner_optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, "
-                             f"got {params['inner_optimizer']!r}")
+        inner_optimizer(params)([torch.zeros(1, requires_grad=True)], lr=1.0,
+                                **inner_optimizer_args(params))  # the name and its arguments
         for key, ok, rule in (("gamma", params["gamma"] > 0, "> 0"), ("inner_lr", params["inner_lr"] > 0, "> 0"),
                               ("inner_lr_decay", 0.0 < params["inner_lr_decay"] <= 1.0, "in (0, 1]"),
                               ("inner_tol", params["inner_tol"] >= 0, ">= 0"), ("beta", params["beta"] >= 0, ">= 0"),
@@ -345,8 +363,8 @@ class ReluProx(Algorithm):
         self._batch = None
         self.prox = ProxPoint(
             W, self._objective, signs=a.detach(), distance=params["distance"], gamma=params["gamma"],
-            inner_steps=params["inner_steps"], inner_optimizer=params["inner_optimizer"],
-            inner_lr=params["inner_lr"], inner_momentum=params["inner_momentum"],
+            inner_steps=params["inner_steps"], inner_optimizer=inner_optimizer(params),
+            inner_lr=params["inner_lr"], inner_optimizer_args=inner_optimizer_args(params),
             inner_lr_decay=params["inner_lr_decay"], inner_tol=params["inner_tol"],
             reset_inner_state=params["reset_inner_state"], n_projections=params["n_projections"],
             assignment_every=params["assignment_every"], generator=self.generator)
