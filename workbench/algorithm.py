@@ -143,9 +143,10 @@ def _is_number(value) -> bool:
 
 
 def _check_number(key: str, default, value) -> None:
-    """A parameter whose default is a number takes no string or flag in its place (a list of
-    numbers, where the algorithm accepts one, is checked by the algorithm)."""
-    if _is_number(default) and isinstance(value, (str, bool)):
+    """A parameter whose default is a number takes a number or None (or a list of numbers, which
+    the algorithm accepts or refuses, e.g. growth's per-layer ``target_width``), not a string or a flag."""
+    numbers = isinstance(value, (list, tuple)) and all(_is_number(v) for v in value)
+    if _is_number(default) and value is not None and not _is_number(value) and not numbers:
         hint = ""
         if isinstance(value, str):
             try:

@@ -63,9 +63,6 @@ ANIMATIONS = Registry("animation")
 _KINDS = {"algorithms": ALGORITHMS, "datasets": DATASETS, "models": MODELS}
 
 
-MANIFEST_NAMES = ("WORKBENCH_MODULES", "PLOT_MODULES", "REGISTERS")
-
-
 def families() -> dict[str, dict]:
     """Every family package under ``algorithms/`` (found, not listed: the framework knows no family)
     with its manifest, the literal ``WORKBENCH_MODULES``, ``PLOT_MODULES`` and ``REGISTERS`` of its
