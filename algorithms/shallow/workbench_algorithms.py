@@ -22,7 +22,8 @@ import inspect
 import numpy as np
 import torch
 
-from algorithms.shallow.convex import ConvexReLUProblem, ConvexResult, FORMULATIONS, check_solver, pattern_set, prune, recover
+from algorithms.shallow.convex import (FORMULATIONS, ConvexReLUProblem, ConvexResult, check_solver, pattern_set,
+                                       prune, recover)
 from algorithms.shallow.distances import DISTANCES
 from algorithms.shallow.indicators import DATA_X, DATA_Y, data_for_record
 from algorithms.shallow.jko import cost_matrix, grid_kind, jko_step, log_kernel, plan
