@@ -3,9 +3,10 @@
     .venv/bin/python bench/newton_summary_auto.py [--threads 2] [--sizes 784,128,64,10]
 
 Runs the same child twice with one fresh inductor cache folder: the first compiles cold (trace +
-AOTInductor compile, package stored), the second is a later run of the same shapes (trace + load
-of the package). Each child times the first ``backend="compiled"`` refresh, then the median of 30
-compiled and 30 reverse refreshes, on a tanh MLP (canonical partition, batch 100, float32), and
+AOTInductor compile, package stored), the second is a later run of the same shapes (load of the
+package named by its hint, without a trace, and one reverse refresh that checks it). Each child
+times the first ``backend="compiled"`` refresh, then the median of 30 compiled and 30 reverse
+refreshes, on a tanh MLP (canonical partition, batch 100, float32), and
 checks that both backends give the same numbers. Then it prints, for runs of 2,000 and 20,000
 steps at period_hg 1 and 10, the total refresh time of ``"reverse"`` and of what ``"auto"``
 picks (first-refresh cost included), with the package cached (warm) and not (cold), and the ratios.
@@ -68,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     sys.path.insert(0, str(ROOT))
-    from algorithms.optimizers.newton_summary.summaries import AUTO_COMPILE_REFRESHES, AUTO_TRACE_REFRESHES
+    from algorithms.optimizers.newton_summary.summaries import AUTO_COMPILE_REFRESHES, AUTO_CACHED_REFRESHES
 
     with tempfile.TemporaryDirectory() as cache:
         cold = child(cache, args.threads, sizes)
@@ -79,12 +80,12 @@ def main() -> None:
     print(f"MLP {'-'.join(map(str, sizes))}, batch 100, float32, {args.threads} threads")
     print(f"| measure | value |\n| --- | --- |")
     print(f"| first compiled refresh, no package yet (trace + compile) | {cold['first']:.1f} s |")
-    print(f"| first compiled refresh, package cached (trace + load: a later run) | {warm['first']:.1f} s |")
+    print(f"| first compiled refresh, package cached (load + check against one reverse refresh: a later run) | {warm['first']:.1f} s |")
     print(f"| refresh, reverse loop | {1e3 * rev:.2f} ms |")
     print(f"| refresh, compiled | {1e3 * comp:.2f} ms ({rev / comp:.2f}x faster) |")
     print(f"| max relative difference compiled vs reverse | {max(cold['max_rel_diff'], warm['max_rel_diff']):.1e} |")
     trace = compile_warm  # a later run traces the graph and loads the package
-    print(f"\nauto: 'compiled' from {AUTO_TRACE_REFRESHES} planned refreshes with a cached package (else "
+    print(f"\nauto: 'compiled' from {AUTO_CACHED_REFRESHES} planned refreshes with a cached package (else "
           f"reverse), compiling a missing one from {AUTO_COMPILE_REFRESHES}")
     print("| run | refreshes | reverse total | auto, package cached | auto, no package | ratio cached / none |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -92,7 +93,7 @@ def main() -> None:
         for period in (1, 10):
             n = math.ceil(steps / period)
             total_rev = n * rev
-            if n < AUTO_TRACE_REFRESHES:
+            if n < AUTO_CACHED_REFRESHES:
                 warm_total = cold_total = total_rev
             elif n < AUTO_COMPILE_REFRESHES:
                 warm_total, cold_total = trace + n * comp, n * rev  # no package: no trace, reverse

@@ -147,7 +147,7 @@ def test_auto_backend_choice_from_the_planned_refreshes(monkeypatch):
     from algorithms.optimizers.newton_summary import summaries
 
     cpu = torch.device("cpu")
-    trace, compile_ = summaries.AUTO_TRACE_REFRESHES, summaries.AUTO_COMPILE_REFRESHES
+    trace, compile_ = summaries.AUTO_CACHED_REFRESHES, summaries.AUTO_COMPILE_REFRESHES
     monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
     assert summaries.choose_backend(trace - 1, cpu)[:2] == ("reverse", False)
     assert summaries.choose_backend(None, cpu)[:2] == ("reverse", False)
@@ -172,9 +172,10 @@ def test_the_workbench_picks_the_backend_from_the_run_length_and_says_so(tiny_co
     monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
     monkeypatch.setattr(workbench_algorithm, "_NOTICES", set())
     cls = ALGORITHMS["newton_summary"]
-    n = summaries.AUTO_COMPILE_REFRESHES
+    n, cached = summaries.AUTO_COMPILE_REFRESHES, summaries.AUTO_CACHED_REFRESHES
     for max_steps, period, want, compile_missing in ((8, 3, "reverse", False), (3 * n, 3, "compiled", True),
-                                                     (3 * n, 10, "compiled", False), (n, 10, "reverse", False)):
+                                                     (3 * n, 10, "compiled", False),
+                                                     (10 * cached - 10, 10, "reverse", False)):
         problem = build_problem(_config(tiny_config, max_steps=max_steps))
         algo = cls(problem, problem.build_model(), period_hg=period, hg_batch_size=16)
         assert algo.backend == want and algo.info()["backend"] == want
