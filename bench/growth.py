@@ -10,7 +10,12 @@ Prints, per device:
 2. the same collection in the reference's style (input stored, ``retain_grad`` on the
    pre-activation, one einsum per statistic with concatenated ones, float32 sums), as a ratio;
 3. one ``compute_optimal_updates`` (TINY and GradMax; float64 solves) in units of plain training
-   steps; target < 20 steps. The reference-style float32 solve is timed too.
+   steps; target < 20 steps. The reference-style float32 solve is timed too;
+4. the workbench's ``growth`` algorithm, which collects statistics only when a growth is due (on
+   ``statistics_samples`` examples, not on the training batches): a training step between
+   growths against a plain step, one whole growth (statistics, solve, line search, commit) in
+   plain steps, and the overhead per training step that it amounts to at ``grow_every`` 100 and
+   1000.
 
 Real MNIST from data/MNIST/raw when present, otherwise random tensors of MNIST shape (timings do
 not depend on the values).
@@ -201,6 +206,59 @@ def bench_device(device, batch_size: int, quick: bool) -> None:
               f"plain steps (target < 20){note}")
     print(f"{'reference-style TINY solve (float32 eigh)':54s}{t_ref_solve * 1e3:8.2f} ms   = "
           f"{t_ref_solve / t_ref_plain:6.1f} plain steps")
+    bench_workbench_growth(batches, device, repeats, inner)
+
+
+def bench_workbench_growth(batches, device, repeats: int, inner: int) -> None:
+    """Section 4: the workbench's growth algorithm, statistics only at a growth."""
+    import copy
+
+    from workbench.problem import DataSplit, Problem
+    from workbench.registry import ALGORITHMS, load_for
+
+    load_for({"algorithms": ["growth"]})
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    data = DataSplit(x, y, x[:0], y[:0], task="classification", n_outputs=10)
+    torch.manual_seed(0)
+    base = GrowingMLP(784, 10, 256, 1, activation="relu1", store_activity=False, device=device)
+    problem = Problem(data=data, build_model=lambda: copy.deepcopy(base), device=device, dtype=torch.float32,
+                      batch_size=batches[0][0].shape[0])
+    params = dict(method="tiny", grow_every=0, target_width=1024, neurons_per_growth=10, statistics_samples=1024,
+                  optimizer="SGD", optimizer_args={"lr": 0.01, "momentum": 0.9})
+    growth = ALGORITHMS["growth"](problem, copy.deepcopy(base), seed=0, **params)
+    plain_model = copy.deepcopy(base)
+    opt = torch.optim.SGD(plain_model.parameters(), lr=0.01, momentum=0.9)
+    it = [0]
+
+    def next_batch():
+        it[0] = (it[0] + 1) % len(batches)
+        return batches[it[0]]
+
+    def plain():
+        xb, yb = next_batch()
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(plain_model(xb), yb).backward()
+        opt.step()
+
+    t = compare({"plain": (None, plain), "growth": (None, lambda: growth.step(*next_batch()))}, device, repeats, inner)
+    grows = []
+    for _ in range(max(3, repeats)):
+        algo = ALGORITHMS["growth"](problem, copy.deepcopy(base), seed=0, **params)
+        sync(device)
+        start = time.perf_counter()
+        algo.grow()
+        sync(device)
+        grows.append(time.perf_counter() - start)
+    t_grow = statistics.median(grows)
+    print(f"\nworkbench growth algorithm (TINY, statistics only when a growth is due, 1024 samples):")
+    print(f"training step between growths              {t['growth'] * 1e3:8.3f} ms   x{t['growth'] / t['plain']:.2f} "
+          f"of plain (target <= 1.5)")
+    print(f"one growth (statistics, solve, line search, commit) {t_grow * 1e3:8.1f} ms = "
+          f"{t_grow / t['plain']:6.1f} plain steps")
+    for every in (100, 1000):
+        amortised = t["growth"] + t_grow / every
+        print(f"amortised step at grow_every={every:<5d}          {amortised * 1e3:8.3f} ms   x{amortised / t['plain']:.2f} of plain")
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,10 @@
 """The workbench's ``growth`` algorithm, the ``growing_mlp`` model and two synthetic datasets.
 
-Between growths the model trains with an ordinary torch.optim optimizer on the runner's batches.
-Every ``grow_every`` steps (or epochs) the algorithm
+Between growths the model trains with an ordinary torch.optim optimizer on the runner's batches,
+with no statistics collected: a training step costs a plain step (the reference's call sequence
+collects TINY's statistics on every batch, about 2.5x a plain step on MNIST; ``bench/growth.py``
+prints both). Statistics are collected only when a growth is due: every ``grow_every`` steps (or
+epochs) the algorithm
 
 1. draws ``statistics_samples`` training examples with its own generator and accumulates the
    growth statistics on them (sum-reduced loss of the problem: cross-entropy, or
@@ -22,8 +25,8 @@ Metrics per step: ``n_params``, ``width_<i>``; at growth steps (NaN elsewhere):
 ``growth_layer``, ``growth_added``, ``growth_d_delta``, ``growth_new_neurons`` and ``growth_kappa``
 (the parts of D), and ``growth_prediction_exact`` (1 when the activation is differentiable at 0, so
 the prediction is exact to first order; 0 at a kink such as ReLU or SELU, see
-:mod:`algorithms.growth.activations`). A growth step always gets a metrics row of its own (``wants_row``), whatever
-``log_every``; the snapshots also carry the full list of growth events.
+:mod:`algorithms.growth.activations`). A growth step always gets a metrics row of its own
+(``wants_row``), whatever ``log_every``; the snapshots also carry the full list of growth events.
 """
 from __future__ import annotations
 
