@@ -16,6 +16,7 @@ from algorithms.shallow.convex import (ConvexReLUProblem, ConvexResult, all_patt
                                        solve_convex, unique_patterns)
 from algorithms.shallow.distances import frobenius, sliced_wasserstein2, wasserstein2  # noqa: F401
 from algorithms.shallow.prox import ProxPoint  # noqa: F401
+from algorithms.shallow.relu_gd import gd_step  # noqa: F401
 from algorithms.shallow.jko_prox import PROX_SOLVERS, QuadraticEnergy, make_prox  # noqa: F401
 from algorithms.shallow.jko import cost_matrix, jko_step, log_kernel  # noqa: F401
 

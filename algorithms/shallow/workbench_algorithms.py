@@ -28,8 +28,9 @@ from algorithms.shallow.distances import DISTANCES
 from algorithms.shallow.indicators import DATA_X, DATA_Y, data_for_record
 from algorithms.shallow.jko import cost_matrix, grid_kind, jko_step, log_kernel, plan
 from algorithms.shallow.jko_prox import PROX_SOLVERS, QuadraticEnergy, make_prox
-from algorithms.shallow.model import TwoLayerReLU, add_bias, objective, regulariser, value_and_gradients
+from algorithms.shallow.model import TwoLayerReLU, add_bias, objective, regulariser
 from algorithms.shallow.prox import ProxPoint
+from algorithms.shallow.relu_gd import gd_step
 from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
 
 F64 = torch.float64
@@ -63,32 +64,17 @@ def _positions_and_outputs(cls, model: torch.nn.Module):
 
 @register_algorithm("relu_gd")
 class ReLUGD(Algorithm):
-    r"""Gradient descent on a two-layer ReLU network with any torch optimizer.
-
-    Each step minimises, on the batch (x, y) given by the runner (full batch when ``batch_size=None``),
-
-    .. math::
-
-        F_\beta(W, a) = \frac1{|B|} \sum_{i \in B} (f(x_i) - y_i)^2 + \frac\beta2 \sum_j (\|w_j\|^2 + a_j^2)
-
-    with the closed-form gradient of :func:`~algorithms.shallow.model.value_and_gradients` (relu'(0) = 0,
-    as autograd; no autograd graph, which is most of a step's cost at small n and m) written into the
-    parameters' ``.grad``, and one ``optimizer.step()``. ``beta`` is the weight decay *of the
-    objective* (the same beta as in :mod:`algorithms.shallow.convex`), not the optimizer's decoupled decay.
-    In "first layer only" mode (model built with ``train_output=False``) a has requires_grad False and is
-    not handed to the optimizer, so it never moves (the reference inverted this and never trained a).
-
-    The optimizer is looked up by name in ``torch.optim`` (case-insensitive: sgd, adam, adamw, adadelta,
-    rmsprop, ...; :func:`workbench.algorithm.torch_optimizer_class`) and receives ``lr`` plus
-    ``optimizer_args``. The model's dtype (the config's ``dtype``) is used throughout; there is no
-    internal randomness (the batch order is the runner's).
+    r"""Gradient descent on F_beta with any torch optimizer: :func:`.relu_gd.gd_step` per batch (the
+    module explains the objective, the closed-form gradient and the first-layer-only mode). The
+    optimizer is looked up by name in ``torch.optim`` (case-insensitive: sgd, adam, adamw, ...;
+    :func:`workbench.algorithm.torch_optimizer_class`) and receives ``lr`` plus ``optimizer_args``.
 
     With ``convex_reference=True`` the constructor solves the convex reformulation on the full training
     set (all patterns for 1-D inputs, else ``reference_gates`` sampled gates plus the initial network's
     patterns) and records its optimum in ``info()["convex_optimum"]`` for the plots.
 
-    Snapshots hold W and a. Metrics per step: train_loss (batch data term, before the update), objective (batch F_beta).
-    ``evaluate()`` adds full_objective and full_loss on the whole training set, and test_sign_acc
+    Snapshots hold W and a. Metrics per step: train_loss (batch data term, before the update),
+    objective (batch F_beta). ``evaluate()`` adds full_objective and full_loss on the whole training set, and test_sign_acc
     (accuracy of sign(f), in %; full_train_sign_acc for a dataset without a test split) when the
     targets are +-1.
     """
@@ -132,13 +118,7 @@ class ReLUGD(Algorithm):
 
     @torch.no_grad()
     def step(self, x, y):
-        W, a, beta = self.model.W, self.model.a, self.params["beta"]
-        loss, W.grad, a_grad = value_and_gradients(W, a, add_bias(x), y.reshape(-1), beta,
-                                                   need_a=a.requires_grad)
-        if a.requires_grad:
-            a.grad = a_grad
-        total = loss + regulariser(W, a, beta) if beta else loss  # F_beta before the update
-        self.optimizer.step()
+        loss, total = gd_step(self.model, self.optimizer, x, y, self.params["beta"])
         return {"train_loss": loss, "objective": total}
 
     @torch.no_grad()
