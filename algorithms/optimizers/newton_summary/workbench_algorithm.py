@@ -96,8 +96,8 @@ class NewtonSummaryAlgorithm(Algorithm):
                     ridge=0.0, noregul=False, hg_batch_size=100, backend="auto")
 
     def __init__(self, problem, model, seed: int | None = None, **params):
-        params = self.resolve_params(params)
         super().__init__(problem, model, seed=seed, **params)
+        params = self.params
         self.param_groups, self.name_groups = PARTITIONS[params["partition"]](model)
         data = problem.data
         self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], self.stream_seed("hg"))
