@@ -324,3 +324,23 @@ def test_statistics_over_many_batches_equal_one_big_batch():
     one = [model.statistics(0).S, model.statistics(0).M2, model.statistics(0).P]
     for a, b in zip(many, one, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("r", [7, 300])  # 300: S2 accumulated by upper blocks and mirrored
+def test_statistics_equal_their_definitions(r):
+    from algorithms.growth.statistics import GrowthStatistics
+
+    g = torch.Generator().manual_seed(3)
+    p, q = 6, 4
+    stats = GrowthStatistics(r, p, q)
+    cs, bs, gs = [], [], []
+    for n in (9, 17, 30):  # batches of different sizes, in float32 as a model's activations are
+        c, b, gr = (torch.randn(n, k, generator=g) for k in (r, p, q))
+        stats.update(c, b, gr)
+        cs.append(c.double()), bs.append(b.double()), gs.append(gr.double())
+    c, b, gr = torch.cat(cs), torch.cat(bs), torch.cat(gs)
+    n = c.shape[0]
+    for got, want in ((stats.S2, c.T @ c / n), (stats.P, c.T @ b / n), (stats.M2, c.T @ gr / n),
+                      (stats.S, b.T @ b / n), (stats.M, b.T @ gr / n)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # float32 products, float64 sums
+    torch.testing.assert_close(stats.S2, stats.S2.T, rtol=1e-6, atol=1e-7)  # a symmetric matrix, mirrored blocks too
