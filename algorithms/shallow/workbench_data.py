@@ -1,6 +1,6 @@
 """The shallow family's datasets and models, registered for config files.
 
-Datasets (``dataset_args`` in brackets; each ``fn(data_dir, **dataset_args) -> DataSplit``):
+Datasets (their ``dataset_args`` in parentheses; each is ``fn(data_dir, **dataset_args) -> DataSplit``):
 ``linear``, ``sinus``, ``random_linear``, ``noise`` (n, n_test, seed, and the generator's own
 arguments, see :mod:`.data`), ``teacher`` (planted network; extras ``teacher_W``, ``teacher_a``),
 ``mnist_pair`` (two MNIST digits as +-1 targets) and ``particle_toy`` (the notes' two particles).
