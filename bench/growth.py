@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from algorithms.growth import GrowingMLP  # noqa: E402
+from algorithms.growth import GrowingMLP, ReLUDerivativeOneAtZero  # noqa: E402
 
 
 def mnist_batches(batch_size: int, count: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -125,7 +125,7 @@ def bench_device(device, batch_size: int, quick: bool) -> None:
     repeats, inner = (3, 5) if quick else (7, 20)
     batches, source = mnist_batches(batch_size, 8, device)
     torch.manual_seed(0)
-    model = GrowingMLP(784, 10, 256, 1, activation="relu1", store_activity=False, device=device)
+    model = GrowingMLP(784, 10, 256, 1, activation=ReLUDerivativeOneAtZero(), store_activity=False, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.functional.cross_entropy
     it = [0]
@@ -221,7 +221,7 @@ def bench_workbench_growth(batches, device, repeats: int, inner: int) -> None:
     y = torch.cat([b[1] for b in batches])
     data = DataSplit(x, y, x[:0], y[:0], task="classification", n_outputs=10)
     torch.manual_seed(0)
-    base = GrowingMLP(784, 10, 256, 1, activation="relu1", store_activity=False, device=device)
+    base = GrowingMLP(784, 10, 256, 1, activation=ReLUDerivativeOneAtZero(), store_activity=False, device=device)
     problem = Problem(data=data, build_model=lambda: copy.deepcopy(base), device=device, dtype=torch.float32,
                       batch_size=batches[0][0].shape[0])
     params = dict(method="tiny", grow_every=0, target_width=1024, neurons_per_growth=10, statistics_samples=1024,
@@ -251,7 +251,7 @@ def bench_workbench_growth(batches, device, repeats: int, inner: int) -> None:
         sync(device)
         grows.append(time.perf_counter() - start)
     t_grow = statistics.median(grows)
-    print(f"\nworkbench growth algorithm (TINY, statistics only when a growth is due, 1024 samples):")
+    print("\nworkbench growth algorithm (TINY, statistics only when a growth is due, 1024 samples):")
     print(f"training step between growths              {t['growth'] * 1e3:8.3f} ms   x{t['growth'] / t['plain']:.2f} "
           f"of plain (target <= 1.5)")
     print(f"one growth (statistics, solve, line search, commit) {t_grow * 1e3:8.1f} ms = "

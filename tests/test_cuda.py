@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available() is False)")]
@@ -134,7 +135,7 @@ def test_growth_statistics_and_proposal_on_the_gpu_match_the_cpu():
     stats, outputs = {}, {}
     for device in ("cpu", "cuda"):
         torch.manual_seed(0)
-        model = GrowingMLP(7, 3, [5, 4], 2, activation="tanh", dtype=F64).to(device)
+        model = GrowingMLP(7, 3, [5, 4], 2, activation=nn.Tanh(), dtype=F64).to(device)
         g = torch.Generator().manual_seed(1)
         X = torch.randn(300, 7, generator=g, dtype=F64).to(device)
         Y = torch.sin(2 * X[:, :3])

@@ -9,12 +9,16 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
 from algorithms.growth import GrowingMLP, orient_neurons
-from algorithms.growth.activations import ACTIVATIONS, at_zero, make_activation
+from algorithms.growth.activations import at_zero
+from workbench.models import ACTIVATIONS
+from workbench.registry import load_for
 
 DT = torch.float64
-ZERO_AT_ZERO = sorted(name for name in ACTIVATIONS if at_zero(make_activation(name)).value == 0.0)
+load_for({"models": ["growing_mlp"]})  # the growth family adds "relu1" to the activation names
+ZERO_AT_ZERO = sorted(name for name in ACTIVATIONS if at_zero(ACTIVATIONS[name]()).value == 0.0)
 
 
 def sq_sum(out, y):
@@ -30,14 +34,14 @@ def _collect(model, X, Y):
 
 def _layers_with_data(activation, seed, n=400, widths=(5, 4)):
     torch.manual_seed(seed)
-    model = GrowingMLP(7, 3, list(widths), len(widths), activation=activation, dtype=DT)
+    model = GrowingMLP(7, 3, list(widths), len(widths), activation=ACTIVATIONS[activation](), dtype=DT)
     X = torch.randn(n, 7, dtype=DT)
     Y = torch.sin(2 * X[:, :3]) + X[:, 3:4] * X[:, 4:5]
     return model, X, Y
 
 
 def test_activation_facts_at_zero_are_autograds():
-    facts = {name: at_zero(make_activation(name)) for name in ACTIVATIONS}
+    facts = {name: at_zero(ACTIVATIONS[name]()) for name in ACTIVATIONS}
     selu = torch.nn.SELU()
     assert facts["selu"].derivative == pytest.approx(1.0507009873554805 * 1.6732632423543772, rel=1e-15)
     assert facts["selu"].right == pytest.approx(1.0507009873554805, rel=1e-15)
@@ -173,7 +177,7 @@ def test_constant_inputs_and_few_samples_auto_commits_what_eigh_commits():
     """MNIST's case: constant border pixels and fewer samples than inputs make S2 singular; the
     committed weights (not only the outputs on the data) equal the eigh route's."""
     torch.manual_seed(3)
-    model = GrowingMLP(12, 3, [4], 1, activation="selu", dtype=DT)
+    model = GrowingMLP(12, 3, [4], 1, activation=nn.SELU(), dtype=DT)
     X = torch.randn(10, 12, dtype=DT)
     X[:, :5] = -0.4242  # a normalised zero pixel
     Y = torch.sin(X[:, :3])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from algorithms.growth import GrowingMLP, carry_optimizer_state
 
@@ -19,7 +20,7 @@ def sq_sum(out, y):
 
 def tanh_setup(seed=0, n=4000, hidden=3):
     torch.manual_seed(seed)
-    model = GrowingMLP(6, 4, hidden, 1, activation="tanh", dtype=DT)
+    model = GrowingMLP(6, 4, hidden, 1, activation=nn.Tanh(), dtype=DT)
     X = torch.randn(n, 6, dtype=DT)
     Y = torch.sin(X[:, :4] * 2.0) + X[:, 4:5] * X[:, 5:6]
     model.init_computation()
@@ -118,7 +119,7 @@ def test_decoupled_scalings_commit():
 # -- selection, deletion ------------------------------------------------------------------------------
 def test_select_best_update_keeps_argmax_and_delete_clears():
     torch.manual_seed(1)
-    model = GrowingMLP(5, 3, 4, 3, activation="tanh", dtype=DT)
+    model = GrowingMLP(5, 3, 4, 3, activation=nn.Tanh(), dtype=DT)
     X, Y = torch.randn(300, 5, dtype=DT), torch.randn(300, 3, dtype=DT)
     model.init_computation()
     sq_sum(model(X), Y).backward()
@@ -185,7 +186,7 @@ def test_load_state_dict_rebuilds_grown_architecture():
     model.dummy_select_update()
     model.set_scaling_factor(1.0)
     model.apply_change()
-    fresh = GrowingMLP(6, 4, 3, 1, activation="tanh", dtype=DT)
+    fresh = GrowingMLP(6, 4, 3, 1, activation=nn.Tanh(), dtype=DT)
     fresh.load_state_dict(model.state_dict())
     assert fresh.hidden_sizes == [5]
     with torch.no_grad():

@@ -34,7 +34,7 @@ def half_sq_sum(out, y):
 @pytest.mark.parametrize("repeats", [1, 3])
 def test_closed_form_statistics_and_delta(repeats):
     c, a = 5, 3.0
-    model = GrowingMLP(c, c, c, 1, activation="identity", use_bias=False, dtype=DT)
+    model = GrowingMLP(c, c, c, 1, activation=nn.Identity(), use_bias=False, dtype=DT)
     with torch.no_grad():
         model.layers[0].weight.copy_(torch.eye(c, dtype=DT))  # b = x
         model.layers[1].weight.zero_()                          # the layer under study: W = 0
@@ -51,7 +51,7 @@ def test_closed_form_statistics_and_delta(repeats):
 
 # -- (2) one TINY step learns a linear target exactly ---------------------------------------------
 def test_one_tiny_step_learns_linear_target():
-    model = GrowingMLP(5, 5, 5, 1, activation="identity", use_bias=False, dtype=DT)
+    model = GrowingMLP(5, 5, 5, 1, activation=nn.Identity(), use_bias=False, dtype=DT)
     with torch.no_grad():
         for layer in model.layers:
             layer.weight.zero_()
@@ -71,7 +71,7 @@ def test_one_tiny_step_learns_linear_target():
 # -- (3) zero bottleneck ----------------------------------------------------------------------------
 def test_zero_bottleneck_linear_net():
     torch.manual_seed(0)
-    model = GrowingMLP(5, 7, 3, 1, activation="identity", use_bias=False, dtype=DT)
+    model = GrowingMLP(5, 7, 3, 1, activation=nn.Identity(), use_bias=False, dtype=DT)
     X = torch.eye(5, dtype=DT)
     collect(model, [(X, torch.zeros(5, 7, dtype=DT))], half_sq_sum)
     model.compute_optimal_updates(statistical_threshold=1e-3)
@@ -163,7 +163,7 @@ def test_gradmax_relu_derivative_at_zero():
 
 
 def test_gradmax_norm_rule():
-    model, X, Y = _gradmax_setup("tanh")
+    model, X, Y = _gradmax_setup(nn.Tanh())
     collect(model, [(X, Y)], sq_sum)
     model.compute_optimal_updates(maximum_added_neurons=2, initialization_method="gradmax", gradmax_scale=0.7)
     p = model.proposals[0]
@@ -184,7 +184,7 @@ def test_gradmax_solver_shapes_and_values():
 # -- (8) batch-size invariance, counted once per forward ----------------------------------------------
 def test_batch_size_invariance_and_single_count():
     torch.manual_seed(0)
-    model = GrowingMLP(4, 3, 5, 2, activation="tanh", dtype=DT)
+    model = GrowingMLP(4, 3, 5, 2, activation=nn.Tanh(), dtype=DT)
     X, Y = torch.randn(40, 4, dtype=DT), torch.randn(40, 3, dtype=DT)
 
     def summary(batches, reduction="sum", double_update=False):
@@ -216,7 +216,7 @@ def test_batch_size_invariance_and_single_count():
 def test_scale_invariance_of_the_natural_gradient():
     def run(c):
         torch.manual_seed(3)
-        model = GrowingMLP(4, 3, 4, 3, activation="identity", use_bias=False, dtype=DT)
+        model = GrowingMLP(4, 3, 4, 3, activation=nn.Identity(), use_bias=False, dtype=DT)
         with torch.no_grad():
             model.layers[0].weight.mul_(c)
             model.layers[3].weight.div_(c)
@@ -249,7 +249,7 @@ def test_statistical_threshold_and_cap():
 
 def test_sub_select_and_scaling_of_extensions():
     torch.manual_seed(0)
-    model = GrowingMLP(6, 5, 3, 1, activation="tanh", dtype=DT)
+    model = GrowingMLP(6, 5, 3, 1, activation=nn.Tanh(), dtype=DT)
     X, Y = torch.randn(100, 6, dtype=DT), torch.randn(100, 5, dtype=DT)
     collect(model, [(X, Y)], sq_sum)
     model.compute_optimal_updates(statistical_threshold=0.0)
@@ -266,7 +266,7 @@ def test_sub_select_and_scaling_of_extensions():
     model.apply_change()
     assert model.layers[1].in_features == 5 and model.layers[0].out_features == 5
     assert model.layers[1].weight.shape == (5, 5) and model.layers[0].bias.shape == (5,)
-    gm = model.__class__(6, 5, 3, 1, activation="tanh", dtype=DT)
+    gm = model.__class__(6, 5, 3, 1, activation=nn.Tanh(), dtype=DT)
     collect(gm, [(X, Y)], sq_sum)
     q = gm.compute_optimal_updates(statistical_threshold=0.0, initialization_method="gradmax", gradmax_scale=None)[0]
     s = q.singular_values.clone()
@@ -277,7 +277,7 @@ def test_sub_select_and_scaling_of_extensions():
 def test_gradmax_collects_only_m2_with_the_same_result():
     results = []
     for method in ("tiny", "gradmax"):
-        model, X, Y = _gradmax_setup("tanh")
+        model, X, Y = _gradmax_setup(nn.Tanh())
         model.init_computation(initialization_method=method)
         sq_sum(model(X), Y).backward()
         model.update_computation()
@@ -316,7 +316,7 @@ def test_cholesky_route_equals_eigh_and_ridge_handles_singular_s2(ignore):
 
 def test_statistics_over_many_batches_equal_one_big_batch():
     torch.manual_seed(0)
-    model = GrowingMLP(4, 3, 5, 1, activation="tanh", dtype=DT)
+    model = GrowingMLP(4, 3, 5, 1, activation=nn.Tanh(), dtype=DT)
     X, Y = torch.randn(100, 4, dtype=DT), torch.randn(100, 3, dtype=DT)
     collect(model, [(X[i:i + 5], Y[i:i + 5]) for i in range(0, 100, 5)], sq_sum)  # 20 batches: flushes
     many = [model.statistics(0).S.clone(), model.statistics(0).M2.clone(), model.statistics(0).P.clone()]

@@ -13,8 +13,9 @@ from torch import nn
 from workbench.registry import MODELS, ConfigError, Registry
 
 ACTIVATIONS = Registry("activation")
+# Activation names of every config (mlp, cnn, and families' models: growth adds "relu1").
 for _name, _cls in {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid,
-                    "silu": nn.SiLU, "elu": nn.ELU, "identity": nn.Identity}.items():
+                    "silu": nn.SiLU, "elu": nn.ELU, "selu": nn.SELU, "identity": nn.Identity}.items():
     ACTIVATIONS.register(_name)(_cls)
 
 

@@ -40,11 +40,6 @@ class ReLUDerivativeOneAtZero(nn.Module):
         return _ReLUOneAtZero.apply(x)
 
 
-ACTIVATIONS = {
-    "relu": nn.ReLU, "relu1": ReLUDerivativeOneAtZero, "selu": nn.SELU, "tanh": nn.Tanh,
-    "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
-}
-
 _SIDE = 1e-300  # a normal float64 next to 0: autograd there gives the one-sided derivative
 
 
@@ -73,15 +68,16 @@ def at_zero(activation: nn.Module) -> AtZero:
     return AtZero(value=float(y[1].detach()), derivative=derivative, left=left, right=right)
 
 
-def make_activation(activation: str | nn.Module | None) -> nn.Module:
-    """An activation module from a name in :data:`ACTIVATIONS`, a module, or None (SELU)."""
+def make_activation(activation: nn.Module | None) -> nn.Module:
+    """The activation module itself, or SELU for None (the reference's default). Names are the
+    workbench's (``model_args=dict(activation="relu1")`` of ``growing_mlp``); the library takes
+    modules, as the reference does."""
     if activation is None:
         return nn.SELU()
     if isinstance(activation, nn.Module):
         return activation
-    if isinstance(activation, str) and activation in ACTIVATIONS:
-        return ACTIVATIONS[activation]()
-    raise ValueError(f"unknown activation {activation!r}; valid names: {', '.join(sorted(ACTIVATIONS))}")
+    raise ValueError(f"activation must be an nn.Module (e.g. nn.Tanh() or ReLUDerivativeOneAtZero()) or None, "
+                     f"got {activation!r}")
 
 
 def derivative_at_zero(activation: nn.Module) -> float:

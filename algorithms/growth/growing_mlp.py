@@ -55,9 +55,9 @@ class GrowingMLP(nn.Module):
     in_features, out_features : int
     hidden_size : int, or a list of the widths of each hidden layer
     number_hidden_layers : int >= 1
-    activation : nn.Module or name (``relu``, ``relu1`` = ReLU with derivative 1 at 0, ``selu``,
-        ``tanh``, ...); default SELU as in the reference. GradMax needs sigma(0) = 0 and
-        sigma'(0) != 0 under autograd (``relu1``, ``tanh``, ``selu``; not ``nn.ReLU``).
+    activation : nn.Module (e.g. ``nn.Tanh()``, or :class:`ReLUDerivativeOneAtZero` = ReLU with
+        derivative 1 at 0); default SELU as in the reference. GradMax needs sigma(0) = 0 and
+        sigma'(0) != 0 under autograd (ReLUDerivativeOneAtZero, Tanh, SELU; not ``nn.ReLU``).
     use_bias : bool
     flatten : flatten inputs to (n, in_features)
     store_activity : store layer inputs and output gradients on every forward with grad enabled

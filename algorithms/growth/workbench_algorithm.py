@@ -35,9 +35,11 @@ import warnings
 
 import torch
 
+from algorithms.growth.activations import ReLUDerivativeOneAtZero
 from algorithms.growth.growing_mlp import GrowingMLP
 from algorithms.growth.optimizer_state import carry_optimizer_state
 from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
+from workbench.models import ACTIVATIONS, make_activation
 from workbench.problem import DataSplit
 from workbench.registry import DATASETS, MODELS
 
@@ -48,15 +50,19 @@ EVENT_KEYS = ("step", "layer", "added", "gamma", "predicted_change", "observed_c
 NAN = float("nan")
 
 
+ACTIVATIONS.register("relu1")(ReLUDerivativeOneAtZero)  # a name for configs, next to the workbench's
+
+
 @MODELS.register("growing_mlp")
 def growing_mlp(input_shape, n_outputs, hidden_size=4, number_hidden_layers=1, activation="relu1",
                 bias=True) -> GrowingMLP:
     """GrowingMLP(prod(input_shape) -> hidden_size x number_hidden_layers -> n_outputs).
 
-    ``activation="relu1"`` is ReLU with derivative 1 at 0 (needed by GradMax); activity storage is
-    off until the growth algorithm collects statistics."""
+    ``activation`` is any name of the workbench's activations (:data:`workbench.models.ACTIVATIONS`);
+    ``"relu1"`` is ReLU with derivative 1 at 0 (needed by GradMax). Activity storage is off until
+    the growth algorithm collects statistics."""
     return GrowingMLP(math.prod(input_shape), n_outputs, hidden_size, number_hidden_layers,
-                      activation=activation, use_bias=bias, store_activity=False)
+                      activation=make_activation(activation), use_bias=bias, store_activity=False)
 
 
 @DATASETS.register("student_teacher")
