@@ -121,13 +121,9 @@ def reference_style_tiny(S, M, S2, M2, P, k):
     return (lam[:k].sqrt()[:, None] * U[:, :k].T) @ Sih, Vh[:k].T * lam[:k].sqrt()
 
 
-def bench_device(device, batch_size: int, quick: bool) -> None:
-    repeats, inner = (3, 5) if quick else (7, 20)
-    batches, source = mnist_batches(batch_size, 8, device)
-    torch.manual_seed(0)
-    model = GrowingMLP(784, 10, 256, 1, activation=ReLUDerivativeOneAtZero(), store_activity=False, device=device)
+def plain_step(model, batches):
+    """(optimizer, next batch, one plain step): SGD with momentum, cross-entropy, cycling batches."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = torch.nn.functional.cross_entropy
     it = [0]
 
     def batch():
@@ -137,8 +133,19 @@ def bench_device(device, batch_size: int, quick: bool) -> None:
     def plain():
         x, y = batch()
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
+
+    return opt, batch, plain
+
+
+def bench_device(device, batch_size: int, quick: bool) -> None:
+    repeats, inner = (3, 5) if quick else (7, 20)
+    batches, source = mnist_batches(batch_size, 8, device)
+    torch.manual_seed(0)
+    model = GrowingMLP(784, 10, 256, 1, activation=ReLUDerivativeOneAtZero(), store_activity=False, device=device)
+    opt, batch, plain = plain_step(model, batches)
+    loss_fn = torch.nn.functional.cross_entropy
 
     def with_stats():
         x, y = batch()
@@ -227,19 +234,7 @@ def bench_workbench_growth(batches, device, repeats: int, inner: int) -> None:
     params = dict(method="tiny", grow_every=0, target_width=1024, neurons_per_growth=10, statistics_samples=1024,
                   optimizer="SGD", optimizer_args={"lr": 0.01, "momentum": 0.9})
     growth = ALGORITHMS["growth"](problem, copy.deepcopy(base), seed=0, **params)
-    plain_model = copy.deepcopy(base)
-    opt = torch.optim.SGD(plain_model.parameters(), lr=0.01, momentum=0.9)
-    it = [0]
-
-    def next_batch():
-        it[0] = (it[0] + 1) % len(batches)
-        return batches[it[0]]
-
-    def plain():
-        xb, yb = next_batch()
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(plain_model(xb), yb).backward()
-        opt.step()
+    _, next_batch, plain = plain_step(copy.deepcopy(base), batches)
 
     t = compare({"plain": (None, plain), "growth": (None, lambda: growth.step(*next_batch()))}, device, repeats, inner)
     grows = []
