@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import math
-
 import numpy as np
 import torch
 

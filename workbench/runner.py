@@ -203,9 +203,9 @@ def plan_runs(config: dict) -> list[dict]:
     return plan
 
 
-def check_models(config: dict, model: torch.nn.Module) -> None:
-    """Every ``runs`` entry's algorithm accepts the config's model (one built model, not trained)."""
-    for spec in plan_runs(config)[:len(config["runs"])]:
+def check_models(config: dict, plan: list[dict], model: torch.nn.Module) -> None:
+    """Every ``runs`` entry of the ``plan`` accepts the config's model (one built model, not trained)."""
+    for spec in plan[:len(config["runs"])]:  # the first seed's entries: one per runs entry
         try:
             ALGORITHMS[spec["algorithm"]].check_model(model, spec["params"])
         except (ValueError, TypeError) as exc:
@@ -307,13 +307,13 @@ class Experiment:
     def create(cls, config: dict, config_path: str | Path | None = None, hooks: Hooks | None = None) -> "Experiment":
         """Checks everything that can fail before a run folder exists: the runs, the executor
         (Ray installed and reachable), the dataset and one model build."""
-        plan_runs(config)
+        plan = plan_runs(config)
         executor = make_executor(config)
         device = resolve_device(config["device"])
         data = load_data(config)
         problem = build_problem(config, device, data=data) if isinstance(executor, InProcess) else None
         model = (problem or build_problem(config, torch.device("cpu"), data=data)).build_model()
-        check_models(config, model)
+        check_models(config, plan, model)
         run_dir = record.new_run_dir(app_path(config["out_dir"]), config["name"])
         record.acquire_lock(run_dir)
         if config_path is not None:

@@ -38,8 +38,8 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     so S = Q_c A Q_c^T with A = Q_c^T S Q_c, built in O(r^2) and with the same nonzero eigenvalues:
     A is solved by Cholesky when that succeeds with every pivot above the threshold (as
     :func:`algorithms.growth.tiny.tiny_added_parameters` accepts for S itself; the usual case of
-    enough samples), else by an eigendecomposition of A, smaller than S by the constant inputs. Exact when those
-    directions are exactly null (float64 statistics); with float32-accumulated statistics they
+    enough samples), else by an eigendecomposition of A, smaller than S by the constant inputs.
+    Exact when those directions are exactly null (float64 statistics); with float32-accumulated statistics they
     are null to the statistics' own rounding."""
     S, N = 0.5 * (S + S.T).double(), N.double()
     r = S.shape[0]
@@ -53,10 +53,7 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     else:
         constant = torch.zeros(r, dtype=torch.bool, device=S.device)
     if not bool(constant.any()):
-        w, Q = torch.linalg.eigh(S)
-        keep = w > numerical_threshold
-        Qk = Q[:, keep]
-        return (Qk / w[keep]) @ (Qk.T @ N)
+        return _truncated_solve(S, N, numerical_threshold)
     idx_c = torch.nonzero(constant).flatten()
     idx_j = torch.nonzero(~constant).flatten()
     idx_j = idx_j[idx_j != b]
@@ -74,14 +71,19 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
         X = torch.cholesky_solve(QcT_N, L)                   # A invertible: A^+ = A^{-1}
     else:
-        w, Q = torch.linalg.eigh(A)
-        keep = w > numerical_threshold
-        Qk = Q[:, keep]
-        X = (Qk / w[keep]) @ (Qk.T @ QcT_N)                  # A^+ Q_c^T N
+        X = _truncated_solve(A, QcT_N, numerical_threshold)   # A^+ Q_c^T N
     W = torch.zeros_like(N)
     W[idx_j] = X[:-1]
     W[idx_u] += u_sub[:, None] * X[-1][None, :]
     return W
+
+
+def _truncated_solve(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float) -> torch.Tensor:
+    """S^+ N with S^+ = sum over the eigenvalues w > threshold of q q^T / w (S symmetric)."""
+    w, Q = torch.linalg.eigh(S)
+    keep = w > numerical_threshold
+    Qk = Q[:, keep]
+    return (Qk / w[keep]) @ (Qk.T @ N)
 
 
 def optimal_delta(S: torch.Tensor, M: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -23,9 +23,9 @@ from the q x q matrix Z^T Z = N^T S2^{-1} N = V diag(lambda^2) V^T:
 ``"cholesky"`` uses this route when the Cholesky factorisation succeeds with every pivot above
 ``numerical_threshold`` (then S2 is invertible and the result equals ``"eigh"``'s); otherwise W is
 the pseudo-inverse solve S2^+ N of :func:`~algorithms.growth.linalg.pinv_solve_psd` (``"eigh"``'s
-truncation, on S2 deflated by its constant inputs, e.g. MNIST's border pixels). ``"ridge"`` uses it with S2 + eps I, eps = max(numerical_threshold,
-1e-6 tr(S2)), when S2 is singular (for
-example constant pixels of MNIST): a Tikhonov instead of a truncated pseudo-inverse; N lies in the
+truncation, on S2 deflated by its constant inputs, e.g. MNIST's border pixels). ``"ridge"`` uses
+it with S2 + eps I, eps = max(numerical_threshold, 1e-6 tr(S2)), when S2 is singular (for example
+constant pixels of MNIST): a Tikhonov instead of a truncated pseudo-inverse; N lies in the
 range of S2, so the two differ only in the directions with eigenvalues near the threshold.
 ``"auto"`` (default) is ``"cholesky"``.
 

@@ -436,7 +436,6 @@ class ReluJKO(Algorithm):
         _, a = _positions_and_outputs(cls, model)
         if float(a.detach().abs().sum()) <= 0:
             raise ValueError("relu_jko: the model's output weights have zero total mass")
-        log_kernel(cost_matrix(model.W.detach().to(F64)), params["epsilon"], params["kernel_floor"])
 
     def __init__(self, problem, model, seed: int | None = None, **params):
         super().__init__(problem, model, seed=seed, **params)

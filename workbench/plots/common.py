@@ -25,20 +25,28 @@ COMPARISONS = (
 THIN_POINTS = 4000
 
 
-def thin(x: np.ndarray, y: np.ndarray, max_points: int | None = THIN_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """At most about ``max_points`` of the points, keeping each bucket's minimum and maximum.
+def thin_index(y: np.ndarray, max_points: int | None = THIN_POINTS) -> np.ndarray:
+    """Indices of at most about ``max_points`` points of ``y``, keeping each bucket's minimum and
+    maximum (all indices when there are fewer points).
 
     The series is cut into ``max_points / 2`` buckets of consecutive points; each keeps the points
-    of its smallest and largest y, in x order. A curve of 10^6 points then draws as fast as one of
+    of its smallest and largest y, in order. A curve of 10^6 points then draws as fast as one of
     4000 and shows the same envelope (every spike stays), instead of a solid band."""
-    n = x.size
+    n = y.size
     if max_points is None or n <= max_points:
-        return x, y
+        return np.arange(n)
     width = -(-n // (max_points // 2))           # points per bucket
     padded = np.concatenate([y, np.full(-n % width, y[-1])]).reshape(-1, width)
     starts = np.arange(padded.shape[0]) * width
     keep = np.concatenate([starts + padded.argmin(axis=1), starts + padded.argmax(axis=1)])
-    keep = np.unique(np.minimum(keep, n - 1))
+    return np.unique(np.minimum(keep, n - 1))
+
+
+def thin(x: np.ndarray, y: np.ndarray, max_points: int | None = THIN_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) at the points :func:`thin_index` keeps."""
+    if max_points is None or y.size <= max_points:
+        return x, y
+    keep = thin_index(y, max_points)
     return x[keep], y[keep]
 
 
@@ -109,8 +117,7 @@ def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool,
                             label=None if diverged else "diverged (× last finite value)")
                     diverged = True
         if n > 1:
-            keep = np.unique(np.concatenate([np.searchsorted(x, thin(x, mean - std)[0]),
-                                             np.searchsorted(x, thin(x, mean + std)[0])]))
+            keep = np.union1d(thin_index(mean - std), thin_index(mean + std))
             ax.fill_between(x[keep], (mean - std)[keep], (mean + std)[keep], color=colour, alpha=0.2, linewidth=0)
         drawn = True
     if drawn:

@@ -221,6 +221,12 @@ class NewtonSummary(Optimizer):
         self._refresh([[self.state[p].get("momentum_buffer", torch.zeros_like(p)) for p in g["params"]]
                        for g in self.param_groups])
 
+    def _reverse_from_now_on(self, summaries):
+        """Every later refresh uses the reverse loop; this one too."""
+        for group in self.param_groups:
+            group["backend"] = "reverse"
+        return summaries("reverse")
+
     def _refresh(self, directions) -> None:
         st = self.state[_STATE_KEY]
         g0 = self.param_groups[0]
@@ -228,25 +234,22 @@ class NewtonSummary(Optimizer):
         x, y = self._next_hg_batch()
         start = time.perf_counter()
         flat_u = [u for us in directions for u in us]
+        def summaries(backend):
+            return compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
+                              order3=not plain, backend=backend, compile_missing=self.compile_missing)
+
         try:
-            H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
-                                  order3=not plain, backend=g0["backend"], compile_missing=self.compile_missing)
+            H, g, o3 = summaries(g0["backend"])
         except NotCompiled as exc:
             print(f"NewtonSummary: {exc}; refreshing with the reverse loop (a longer run compiles one)",
                   file=sys.stderr)
-            for group in self.param_groups:
-                group["backend"] = "reverse"
-            H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
-                                  order3=not plain, backend="reverse")
+            H, g, o3 = self._reverse_from_now_on(summaries)
         except Exception as exc:  # noqa: BLE001  a compile that fails here (toolchain, unsupported op)
             if not (self.compile_fallback and g0["backend"] == "compiled"):
                 raise
             warnings.warn(f"NewtonSummary: the compiled refresh failed ({type(exc).__name__}: {exc}); "
                           "refreshing with the reverse loop from now on", RuntimeWarning)
-            for group in self.param_groups:
-                group["backend"] = "reverse"
-            H, g, o3 = compute_Hg(self.param_groups, self.full_loss, x, y, flat_u, model=self.model,
-                                  order3=not plain, backend="reverse")
+            H, g, o3 = self._reverse_from_now_on(summaries)
         if plain:
             eta, info = _newton(H, g, g0["ridge"])
         else:
