@@ -5,6 +5,8 @@ import warnings
 
 import torch
 
+from algorithms.growth.tridiagonal import truncated_solve_tridiagonal
+
 
 def sqrt_inverse_psd(S: torch.Tensor, numerical_threshold: float = 1e-6) -> torch.Tensor:
     """Pseudo-inverse square root of a symmetric positive semi-definite matrix.
@@ -35,12 +37,12 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     column: the border pixels of MNIST) give null directions n_i = e_i - k_i e_b, k_i = S_ib / S_bb,
     detected by E[c_i^2] - E[c_i c_b]^2 / E[c_b^2] = 0 (Cauchy-Schwarz). Their orthogonal
     complement has the orthonormal basis Q_c = [e_j (j kept), u], u = (e_b + sum_i k_i e_i) / |.|,
-    so S = Q_c A Q_c^T with A = Q_c^T S Q_c, built in O(r^2) and with the same nonzero eigenvalues:
-    A is solved by Cholesky when that succeeds with every pivot above the threshold (as
-    :func:`algorithms.growth.tiny.tiny_added_parameters` accepts for S itself; the usual case of
-    enough samples), else by an eigendecomposition of A, smaller than S by the constant inputs.
-    Exact when those directions are exactly null (float64 statistics); with float32-accumulated statistics they
-    are null to the statistics' own rounding."""
+    so S = Q_c A Q_c^T with A = Q_c^T S Q_c, built in O(r^2) and with the same nonzero eigenvalues.
+    A (S itself without constant inputs) is solved by Cholesky when that succeeds with every pivot
+    above the threshold (the usual case of enough samples), else by the truncated solve of
+    :func:`_truncated_solve` on A, smaller than S by the constant inputs. Exact when those
+    directions are exactly null (float64 statistics); with float32-accumulated statistics they are
+    null to the statistics' own rounding."""
     S, N = 0.5 * (S + S.T).double(), N.double()
     r = S.shape[0]
     b = r - 1
@@ -53,7 +55,7 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     else:
         constant = torch.zeros(r, dtype=torch.bool, device=S.device)
     if not bool(constant.any()):
-        return _truncated_solve(S, N, numerical_threshold)
+        return _cholesky_or_truncated_solve(S, N, numerical_threshold)
     idx_c = torch.nonzero(constant).flatten()
     idx_j = torch.nonzero(~constant).flatten()
     idx_j = idx_j[idx_j != b]
@@ -67,19 +69,30 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     A[:-1, -1] = A[-1, :-1] = S_ju
     A[-1, -1] = S_uu
     QcT_N = torch.cat([N.index_select(0, idx_j), (u_sub @ N.index_select(0, idx_u))[None, :]])
-    L, info = torch.linalg.cholesky_ex(A)
-    if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
-        X = torch.cholesky_solve(QcT_N, L)                   # A invertible: A^+ = A^{-1}
-    else:
-        X = _truncated_solve(A, QcT_N, numerical_threshold)   # A^+ Q_c^T N
+    X = _cholesky_or_truncated_solve(A, QcT_N, numerical_threshold)   # A^+ Q_c^T N
     W = torch.zeros_like(N)
     W[idx_j] = X[:-1]
     W[idx_u] += u_sub[:, None] * X[-1][None, :]
     return W
 
 
+def _cholesky_or_truncated_solve(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float) -> torch.Tensor:
+    """S^{-1} N by Cholesky when it succeeds with every pivot above the threshold (then S is taken
+    as invertible, S^+ = S^{-1}), else the truncated solve."""
+    L, info = torch.linalg.cholesky_ex(S)
+    if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
+        return torch.cholesky_solve(N, L)
+    return _truncated_solve(S, N, numerical_threshold)
+
+
 def _truncated_solve(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float) -> torch.Tensor:
-    """S^+ N with S^+ = sum over the eigenvalues w > threshold of q q^T / w (S symmetric)."""
+    """S^+ N with S^+ = sum over the eigenvalues w > threshold of q q^T / w (S symmetric): on the
+    CPU through a tridiagonal reduction (:mod:`algorithms.growth.tridiagonal`), otherwise, or
+    where that fails, from an eigendecomposition."""
+    if S.device.type == "cpu":
+        W = truncated_solve_tridiagonal(S, N, numerical_threshold)
+        if W is not None:
+            return W
     w, Q = torch.linalg.eigh(S)
     keep = w > numerical_threshold
     Qk = Q[:, keep]

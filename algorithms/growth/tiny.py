@@ -20,10 +20,11 @@ from the q x q matrix Z^T Z = N^T S2^{-1} N = V diag(lambda^2) V^T:
 
     W = S2^{-1} N (Cholesky solve, (r, q)),  alpha = diag(lambda_k^{-1/2}) V_k^T W^T,  Omega = V_k diag(sqrt(lambda_k)).
 
-``"cholesky"`` uses this route when the Cholesky factorisation succeeds with every pivot above
-``numerical_threshold`` (then S2 is invertible and the result equals ``"eigh"``'s); otherwise W is
-the pseudo-inverse solve S2^+ N of :func:`~algorithms.growth.linalg.pinv_solve_psd` (``"eigh"``'s
-truncation, on S2 deflated by its constant inputs, e.g. MNIST's border pixels). ``"ridge"`` uses
+``"cholesky"`` computes W = S2^+ N with :func:`~algorithms.growth.linalg.pinv_solve_psd`:
+constant inputs (MNIST's border pixels) are deflated first, since they make S2 singular; the rest
+is solved by Cholesky when it succeeds with every pivot above ``numerical_threshold`` (S2 taken
+as invertible, the result equals ``"eigh"``'s), otherwise with ``"eigh"``'s truncation, from a
+tridiagonal reduction on the CPU (:mod:`~algorithms.growth.tridiagonal`). ``"ridge"`` uses
 it with S2 + eps I, eps = max(numerical_threshold, 1e-6 tr(S2)), when S2 is singular (for example
 constant pixels of MNIST): a Tikhonov instead of a truncated pseudo-inverse; N lies in the
 range of S2, so the two differ only in the directions with eigenvalues near the threshold.
@@ -74,19 +75,17 @@ def select_neurons(singular_values: torch.Tensor, statistical_threshold: float,
     return k
 
 
-def _cholesky(S2: torch.Tensor, numerical_threshold: float, ridge: bool):
-    """Cholesky factor of S2 (or S2 + threshold * I with ``ridge`` if needed), or None."""
+def _ridge_cholesky(S2: torch.Tensor, numerical_threshold: float):
+    """Cholesky factor of S2, or of S2 + eps I where S2's has a pivot at or below the threshold;
+    None if both fail."""
     L, info = torch.linalg.cholesky_ex(S2)
     if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
         return L
-    if ridge:
-        # relative to the trace too: float32 accumulation leaves errors ~1e-7 |S2| in S2
-        eps = max(numerical_threshold, 1e-6 * float(torch.trace(S2)))
-        eye = torch.eye(S2.shape[0], dtype=S2.dtype, device=S2.device)
-        L, info = torch.linalg.cholesky_ex(S2 + eps * eye)
-        if int(info) == 0:
-            return L
-    return None
+    # relative to the trace too: float32 accumulation leaves errors ~1e-7 |S2| in S2
+    eps = max(numerical_threshold, 1e-6 * float(torch.trace(S2)))
+    eye = torch.eye(S2.shape[0], dtype=S2.dtype, device=S2.device)
+    L, info = torch.linalg.cholesky_ex(S2 + eps * eye)
+    return L if int(info) == 0 else None
 
 
 def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_threshold: float = 1e-3,
@@ -102,8 +101,8 @@ def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_
         raise ValueError(f"whitening must be auto, cholesky, ridge or eigh, got {whitening!r}")
     N = N.double()
     if S2 is not None and whitening != "eigh":
-        L = _cholesky(S2.double(), numerical_threshold, ridge=whitening == "ridge")
         # (r, q) = S2^{-1} N, or S2^+ N (the eigh route's pseudo-inverse) when S2 is singular
+        L = _ridge_cholesky(S2.double(), numerical_threshold) if whitening == "ridge" else None
         W = torch.cholesky_solve(N, L) if L is not None else pinv_solve_psd(S2, N, numerical_threshold)
         G = N.T @ W                                          # (q, q) = Z^T Z
         mu, V = torch.linalg.eigh(0.5 * (G + G.T))
