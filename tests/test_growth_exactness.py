@@ -186,3 +186,47 @@ def test_constant_inputs_and_few_samples_auto_commits_what_eigh_commits():
                for route in ("auto", "eigh")}
     for a, b in zip(weights["auto"], weights["eigh"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_statistics_track_exactly_constant_inputs():
+    from algorithms.growth.statistics import GrowthStatistics
+
+    stats = GrowthStatistics(r=5, p=2, q=1)
+    assert stats.constant_inputs is None
+    c = torch.randn(6, 5, dtype=DT)
+    c[:, 1] = 0.25                      # constant throughout
+    c[:, 2] = -1.5                      # constant in the first batch only
+    c[:, 4] = 1.0                       # the bias column
+    b, g = torch.randn(6, 2, dtype=DT), torch.randn(6, 1, dtype=DT)
+    stats.update(c, b, g)
+    assert stats.constant_inputs.tolist() == [False, True, True, False, True]
+    c2 = c.clone()
+    c2[3, 2] = -1.5 + 1e-12
+    stats.update(c2, b, g)
+    assert stats.constant_inputs.tolist() == [False, True, False, False, True]
+    assert GrowthStatistics(r=5, p=2, q=1, m2_only=True).constant_inputs is None
+
+
+def test_float32_statistics_deflate_the_constant_inputs_they_mark():
+    """float32 sums over 1024 samples leave E[c_i^2] - E[c_i]^2 ~ 1e-6 E[c_i^2] for a constant
+    pixel, too much to read constancy off S2; the tracked mask deflates the pixels all the same,
+    so the solve W = S2^+ N is orthogonal to their null directions e_i - c_i e_bias, exactly."""
+    from algorithms.growth.linalg import pinv_solve_psd
+
+    torch.manual_seed(0)
+    model = GrowingMLP(20, 3, [6], 1, activation=nn.SELU())
+    X = torch.rand(1024, 20)
+    X[:, :5] = -0.42421296  # MNIST's normalised zero pixel
+    model.init_computation()
+    model.zero_grad()
+    sq_sum(model(X), torch.sin(X[:, 5:8])).backward()
+    model.update_computation()
+    stats = model.statistics(0)
+    mask = stats.constant_inputs
+    assert mask.tolist() == [True] * 5 + [False] * 15 + [True]
+    S2, N = stats.S2, -stats.M2
+    W = pinv_solve_psd(S2, N, 1e-6, mask)
+    nulls = torch.eye(21, dtype=DT)[:5] - (S2[:5, -1] / S2[-1, -1])[:, None] * torch.eye(21, dtype=DT)[-1]
+    assert float((nulls @ W).abs().max()) <= 1e-12 * float(W.abs().max())
+    # the same pseudo-inverse as the truncated eigendecomposition, to the statistics' rounding
+    torch.testing.assert_close(W, pinv_solve_psd(S2, N, 1e-6), rtol=1e-4, atol=1e-4 * float(W.abs().max()))

@@ -92,6 +92,31 @@ def test_commit_equals_preview(gamma):
     assert model.hidden_sizes == [5]
 
 
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_cached_extension_inputs_give_the_same_preview_bit_for_bit(layer):
+    """A line search evaluates many scalings on the same inputs: extension_inputs (the producer's
+    output and alpha c) is computed once, and extended_forward from it equals the full preview
+    exactly, for every grown layer of a 3-hidden-layer net and every scaling; the commit equals it."""
+    torch.manual_seed(layer)
+    model = GrowingMLP(6, 4, [5, 4, 3], 3, activation=nn.Tanh(), dtype=DT)
+    X = torch.randn(300, 6, dtype=DT)
+    model.init_computation()
+    sq_sum(model(X), torch.sin(X[:, :4])).backward()
+    model.update_computation()
+    model.compute_optimal_updates(maximum_added_neurons=2)
+    model.select_update(layer)
+    with torch.no_grad():
+        cached = model.extension_inputs(X)
+        assert cached[0].shape == (300, model.hidden_sizes[layer]) and cached[1].shape == (300, 2)
+        for gamma in (0.0, 0.125, 1.0, 3.0):
+            model.set_scaling_factor(gamma)
+            assert torch.equal(model.extended_forward(None, cached=cached), model.extended_forward(X))
+        preview = model.extended_forward(None, cached=cached)
+    model.apply_change()
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), preview, rtol=1e-12, atol=1e-12)
+
+
 def test_decoupled_scalings_commit():
     model, X, Y = tanh_setup(n=200)
     W1, b1 = model.layers[0].weight.detach().clone(), model.layers[0].bias.detach().clone()

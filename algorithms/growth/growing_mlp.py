@@ -261,7 +261,7 @@ class GrowingMLP(nn.Module):
             N = projected_residual(M2, stats.P if project else None, delta)
             alpha, omega, lam = tiny_added_parameters(stats.S2, N, statistical_threshold,
                                                       maximum_added_neurons, numerical_threshold,
-                                                      whitening=whitening)
+                                                      whitening=whitening, constant_inputs=stats.constant_inputs)
             proposal = Proposal(i, method, alpha, omega, lam, self.sigma_prime, m2=M2, n=N,
                                 delta=delta if apply_delta else None,
                                 d_delta=d_delta if apply_delta else 0.0,
@@ -359,28 +359,44 @@ class GrowingMLP(nn.Module):
     def _split(self, t: torch.Tensor, bias: bool):
         return (t[:, :-1], t[:, -1]) if bias else (t, None)
 
-    def extended_forward(self, x: torch.Tensor, index: int | None = None) -> torch.Tensor:
-        """The output the network would have after ``apply_change()``, without committing."""
+    def extended_forward(self, x: torch.Tensor | None, index: int | None = None,
+                         cached: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The output the network would have after ``apply_change()``, without committing.
+
+        ``cached`` = :meth:`extension_inputs` of the same x and proposal: the layers up to the
+        producer are then not run again (x may be None), and the output is the same, bit for bit."""
         if not self._proposals:
             return self.forward(x)
         p = self._proposals[index] if index is not None else self._selected()
-        x = self._prepare(x)
-        alpha_w, alpha_b = self._split(self._cast(p.alpha), self.use_bias)
+        if cached is None:
+            cached = self.extension_inputs(x, index)
+        h, z = cached
         omega = self._cast(p.omega)
+        ext = self.activation(p.gamma_out * z)
+        x = h
         last = len(self.layers) - 1
-        ext = None
-        for j, layer in enumerate(self.layers):
-            pre = layer(x)
-            if j == p.index:
-                z = x @ alpha_w.T + (alpha_b if alpha_b is not None else 0)
-                ext = self.activation(p.gamma_out * z)
-            elif j == p.index + 1:
+        for j in range(p.index + 1, len(self.layers)):
+            pre = self.layers[j](x)
+            if j == p.index + 1:
                 if p.delta is not None:
                     delta_w, delta_b = self._split(self._cast(p.delta), self.use_bias)
                     pre = pre - p.gamma_delta * (x @ delta_w.T + (delta_b if delta_b is not None else 0))
                 pre = pre + p.gamma_in * (ext @ omega.T)
             x = self.activation(pre) if j < last else pre
         return x
+
+    def extension_inputs(self, x: torch.Tensor, index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, z) of the selected (or ``index``) proposal on x: the producer layer's current output
+        h (batch, width) and the new neurons' pre-activation z = alpha c (batch, k), before
+        gamma_out. Neither depends on the scalings, so a line search over gamma passes them to
+        :meth:`extended_forward` and pays the layers up to the producer once."""
+        p = self._proposals[index] if index is not None else self._selected()
+        x = self._prepare(x)
+        for j in range(p.index):
+            x = self.activation(self.layers[j](x))
+        alpha_w, alpha_b = self._split(self._cast(p.alpha), self.use_bias)
+        z = x @ alpha_w.T + (alpha_b if alpha_b is not None else 0)
+        return self.activation(self.layers[p.index](x)), z
 
     @torch.no_grad()
     def apply_change(self) -> list[tuple[nn.Parameter, nn.Parameter, tuple]]:

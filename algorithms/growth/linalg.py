@@ -28,14 +28,18 @@ def sqrt_inverse_psd(S: torch.Tensor, numerical_threshold: float = 1e-6) -> torc
     return (Qk * w[keep].rsqrt()) @ Qk.T
 
 
-def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float = 1e-6) -> torch.Tensor:
+def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float = 1e-6,
+                   constant_inputs: torch.Tensor | None = None) -> torch.Tensor:
     """W = S^+ N for a symmetric PSD S (r, r) and N (r, q), float64, where S^+ keeps only the
     eigenvalues > ``numerical_threshold`` (the pseudo-inverse of :func:`sqrt_inverse_psd`:
     S^+ = S^{-1/2} S^{-1/2}).
 
     Coordinates that are exactly proportional to the last one (constant inputs against the ones
     column: the border pixels of MNIST) give null directions n_i = e_i - k_i e_b, k_i = S_ib / S_bb,
-    detected by E[c_i^2] - E[c_i c_b]^2 / E[c_b^2] = 0 (Cauchy-Schwarz). Their orthogonal
+    detected by E[c_i^2] - E[c_i c_b]^2 / E[c_b^2] = 0 (Cauchy-Schwarz), or given exactly by
+    ``constant_inputs`` ((r,) bool, :attr:`GrowthStatistics.constant_inputs`: the inputs equal
+    in every sample, the last one among them), which float32-accumulated statistics need: their
+    rounding leaves E[c_i^2] - E[c_i]^2 ~ 1e-6 E[c_i^2] over 1024 samples. Their orthogonal
     complement has the orthonormal basis Q_c = [e_j (j kept), u], u = (e_b + sum_i k_i e_i) / |.|,
     so S = Q_c A Q_c^T with A = Q_c^T S Q_c, built in O(r^2) and with the same nonzero eigenvalues.
     A (S itself without constant inputs) is solved by Cholesky when that succeeds with every pivot
@@ -49,8 +53,11 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     diag = S.diagonal()
     if r > 1 and float(S[b, b]) > 0:
         k = S[:, b] / S[b, b]
-        var = diag - S[:, b] * k
-        constant = (var <= 1e-6 * diag) & (var <= numerical_threshold)
+        if constant_inputs is not None and bool(constant_inputs[b]):
+            constant = constant_inputs.to(S.device).clone()
+        else:
+            var = diag - S[:, b] * k
+            constant = (var <= 1e-6 * diag) & (var <= numerical_threshold)
         constant[b] = False
     else:
         constant = torch.zeros(r, dtype=torch.bool, device=S.device)

@@ -90,12 +90,14 @@ def _ridge_cholesky(S2: torch.Tensor, numerical_threshold: float):
 
 def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_threshold: float = 1e-3,
                           maximum_added_neurons: int | None = None, numerical_threshold: float = 1e-6,
-                          ignore_singular_values: bool = False, whitening: str = "auto"):
+                          ignore_singular_values: bool = False, whitening: str = "auto",
+                          constant_inputs: torch.Tensor | None = None):
     """alpha (k, r), omega (q, k), singular values (k,) solving the TINY problem (float64).
 
     S2 None means the identity metric (no covariance); ``ignore_singular_values`` replaces
     sqrt(lambda) by 1 in both alpha and omega; ``whitening`` is "auto" | "cholesky" | "ridge" |
-    "eigh" (see the module docstring).
+    "eigh" (see the module docstring); ``constant_inputs`` ((r,) bool, the inputs equal in every
+    sample) lets the pseudo-inverse solve deflate them without reading them off S2.
     """
     if whitening not in ("auto", "cholesky", "ridge", "eigh"):
         raise ValueError(f"whitening must be auto, cholesky, ridge or eigh, got {whitening!r}")
@@ -103,7 +105,8 @@ def tiny_added_parameters(S2: torch.Tensor | None, N: torch.Tensor, statistical_
     if S2 is not None and whitening != "eigh":
         # (r, q) = S2^{-1} N, or S2^+ N (the eigh route's pseudo-inverse) when S2 is singular
         L = _ridge_cholesky(S2.double(), numerical_threshold) if whitening == "ridge" else None
-        W = torch.cholesky_solve(N, L) if L is not None else pinv_solve_psd(S2, N, numerical_threshold)
+        W = (torch.cholesky_solve(N, L) if L is not None
+             else pinv_solve_psd(S2, N, numerical_threshold, constant_inputs))
         G = N.T @ W                                          # (q, q) = Z^T Z
         mu, V = torch.linalg.eigh(0.5 * (G + G.T))
         rank_cap = min(N.shape)                               # a thin SVD has min(r, q) values

@@ -309,20 +309,28 @@ class Growth(Algorithm):
                 proposal.sub_select(room)
         return model.select_best_update()
 
+    @torch.no_grad()
     def _amplitude(self, x, y, loss_before: float) -> float | None:
         """The gamma of ``gamma_grid`` (doubled up to ``gamma_expand`` times past its top while
-        that still helps) with the lowest loss on (x, y); None if none is below ``loss_before``."""
+        that still helps) with the lowest loss on (x, y); None if none is below ``loss_before``.
+        The layers up to the grown one run once (:meth:`GrowingMLP.extension_inputs`)."""
         p, model = self.params, self.model
+        chunks = [(model.extension_inputs(xb), yb) for xb, yb in self._chunks(x, y)]
+
+        def loss_at(gamma: float) -> float:
+            model.set_scaling_factor(gamma)
+            total = sum(float(self.problem.loss(model.extended_forward(None, cached=c), yb, reduction="sum"))
+                        for c, yb in chunks)
+            return total / x.shape[0]
+
         best_gamma, best_loss = None, loss_before
         grid = sorted(p["gamma_grid"])
         for g in grid:
-            model.set_scaling_factor(g)
-            loss = self._loss_on(x, y, model.extended_forward)
+            loss = loss_at(g)
             if math.isfinite(loss) and loss < best_loss:
                 best_gamma, best_loss = g, loss
         for _ in range(p["gamma_expand"] if best_gamma == grid[-1] else 0):
-            model.set_scaling_factor(2 * best_gamma)
-            loss = self._loss_on(x, y, model.extended_forward)
+            loss = loss_at(2 * best_gamma)
             if not (math.isfinite(loss) and loss < best_loss):
                 break
             best_gamma, best_loss = 2 * best_gamma, loss
