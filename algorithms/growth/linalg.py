@@ -38,7 +38,8 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     column: the border pixels of MNIST) give null directions n_i = e_i - k_i e_b, k_i = S_ib / S_bb,
     detected by E[c_i^2] - E[c_i c_b]^2 / E[c_b^2] = 0 (Cauchy-Schwarz), or given exactly by
     ``constant_inputs`` ((r,) bool, :attr:`GrowthStatistics.constant_inputs`: the inputs equal
-    in every sample, the last one among them), which float32-accumulated statistics need: their
+    in every sample; used when the last input, a bias's ones, is one of them), which
+    float32-accumulated statistics need: their
     rounding leaves E[c_i^2] - E[c_i]^2 ~ 1e-6 E[c_i^2] over 1024 samples. Their orthogonal
     complement has the orthonormal basis Q_c = [e_j (j kept), u], u = (e_b + sum_i k_i e_i) / |.|,
     so S = Q_c A Q_c^T with A = Q_c^T S Q_c, built in O(r^2) and with the same nonzero eigenvalues.

@@ -76,8 +76,8 @@ def select_neurons(singular_values: torch.Tensor, statistical_threshold: float,
 
 
 def _ridge_cholesky(S2: torch.Tensor, numerical_threshold: float):
-    """Cholesky factor of S2, or of S2 + eps I where S2's has a pivot at or below the threshold;
-    None if both fail."""
+    """Cholesky factor of S2, or of S2 + eps I where S2's factorisation fails or has a pivot at or
+    below the threshold; None if both fail."""
     L, info = torch.linalg.cholesky_ex(S2)
     if int(info) == 0 and bool((L.diagonal() ** 2 > numerical_threshold).all()):
         return L

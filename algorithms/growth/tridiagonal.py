@@ -7,7 +7,8 @@ tridiagonal, with the eigenvalues of S, T = Z diag(w) Z^T),
 
 the pseudo-inverse that an eigendecomposition of S truncates at ``numerical_threshold``. Only the
 m eigenpairs (w_s, Z_s) of T with w <= threshold, and w_+ the smallest kept eigenvalue, are
-computed (bisection and inverse iteration, O(n m)). On the complement of Z_s, T is positive
+computed (bisection and inverse iteration, O(n m), O(n m^2) where they cluster and are
+reorthogonalised). On the complement of Z_s, T is positive
 definite with eigenvalues >= w_+, and X = T^+ Y is the solution in that complement of
 
     P T X = P Y,   P = I - Z_s Z_s^T,
