@@ -252,10 +252,9 @@ class Growth(Algorithm):
         model = self.model
         x, y = self._sample()
         was_training = model.training
-        self._collect_statistics(layers, x, y)
+        loss_before = self._collect_statistics(layers, x, y)
         layer = self._best_proposal()
         proposal = model.proposals[layer]
-        loss_before = self._loss_on(x, y, model)
         gamma = self._amplitude(x, y, loss_before) if self.amplitude == "line_search" else 1.0
         if gamma is None:  # no gamma > 0 helps: skip rather than commit gamma = 0
             model.delete_update()
@@ -281,15 +280,19 @@ class Growth(Algorithm):
         self.round_robin = (layer + 1) % n
         return [layer]
 
-    def _collect_statistics(self, layers: list[int], x, y) -> None:
+    def _collect_statistics(self, layers: list[int], x, y) -> float:
         """TINY / GradMax statistics of ``layers`` on the sample (x, y), summed over chunks, and the
-        proposals they give (``model.proposals``)."""
+        proposals they give (``model.proposals``); returns the mean loss on the sample, which
+        their forward passes computed (the same number as ``_loss_on``)."""
         p, model = self.params, self.model
         model.growing_layers = layers
         model.init_computation(initialization_method=p["method"])
+        total = 0.0
         for xb, yb in self._chunks(x, y):
             model.zero_grad(set_to_none=True)
-            self.problem.loss(model(xb), yb, reduction="sum").backward()
+            loss = self.problem.loss(model(xb), yb, reduction="sum")
+            loss.backward()
+            total += float(loss)
             model.update_computation()
         model.zero_grad(set_to_none=True)
         model.compute_optimal_updates(
@@ -299,6 +302,7 @@ class Growth(Algorithm):
             generator=self.generator, whitening=p["whitening"])
         model.reset_computation()
         model.growing_layers = list(range(model.number_hidden_layers))
+        return total / x.shape[0]
 
     def _best_proposal(self) -> int:
         """The layer whose proposal (cut to the room left below the target) is best."""
