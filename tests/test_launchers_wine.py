@@ -150,15 +150,18 @@ class Box:
         caller.write_bytes(f'@echo off\r\n"{win(self.root / bat)}" {" ".join(args)}\r\n'.encode())
         command = [WINE, "cmd", "/c", win(caller)]
         out_path = self.tmp / "console.txt"
+        before = self.tmp.with_name(self.tmp.name + "-before")
+        shutil.copytree(self.tmp, before, symlinks=True, dirs_exist_ok=True)
         for attempt in range(2):
             with open(out_path, "wb") as out, open(os.devnull, "rb") as devnull:
                 proc = subprocess.run(command, cwd=cwd or self.tmp, env={**self.env, **(env or {})},
                                       stdin=devnull, stdout=out, stderr=subprocess.STDOUT, timeout=120)
             console = out_path.read_bytes().decode(errors="replace")
-            # every launcher prints before anything can fail: no output at all means wine did not
-            # start cmd (seen once on a loaded machine), not a launcher failure; try once more
-            if proc.returncode == 0 or console.strip() or attempt:
-                return proc.returncode, console, self.calls()
+            if proc.returncode == 0 or attempt or not _wine_did_not_start(console):
+                break
+            shutil.rmtree(self.tmp)  # the same run again, from the same files
+            shutil.copytree(before, self.tmp, symlinks=True)
+        shutil.rmtree(before, ignore_errors=True)
         return proc.returncode, console, self.calls()
 
     def make_venv(self) -> None:
@@ -174,6 +177,19 @@ class Box:
             return []
         lines = [line.strip() for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
         return [re.sub(r'^(\w[\w-]*)::"[^"]*\.exe" ?', r"\1::", line) for line in lines]
+
+
+def _wine_did_not_start(console: str) -> bool:
+    """Wine, not the launcher, failed: no output at all (cmd did not start; every launcher prints
+    before anything can fail) or cmd could not start a program that exists (both seen on a loaded
+    machine, the second as "Can't recognize '"Z:\\...\\python.exe" -c ...' as an internal or
+    external command"). A launcher naming a wrong program gets the message for a missing file."""
+    if not console.strip():
+        return True
+    for name in re.findall(r"Can't recognize '\"?([A-Za-z]:\\[^\"']+?\.exe)", console):
+        if name[0].upper() == "Z" and Path(name[2:].replace("\\", "/")).is_file():
+            return True
+    return False
 
 
 @pytest.fixture
