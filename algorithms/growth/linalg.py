@@ -70,10 +70,10 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     u_sub = torch.cat([k[idx_c], torch.ones(1, dtype=S.dtype, device=S.device)])  # on (constant, b)
     u_sub = u_sub / u_sub.norm()
     idx_u = torch.cat([idx_c, torch.tensor([b], device=S.device)])
-    S_ju = S.index_select(0, idx_j).index_select(1, idx_u) @ u_sub
-    S_uu = u_sub @ S.index_select(0, idx_u).index_select(1, idx_u) @ u_sub
+    S_ju = S[idx_j[:, None], idx_u] @ u_sub
+    S_uu = u_sub @ S[idx_u[:, None], idx_u] @ u_sub
     A = torch.empty(idx_j.numel() + 1, idx_j.numel() + 1, dtype=S.dtype, device=S.device)
-    A[:-1, :-1] = S.index_select(0, idx_j).index_select(1, idx_j)
+    A[:-1, :-1] = S[idx_j[:, None], idx_j]  # one gather: half the time of two index_selects
     A[:-1, -1] = A[-1, :-1] = S_ju
     A[-1, -1] = S_uu
     QcT_N = torch.cat([N.index_select(0, idx_j), (u_sub @ N.index_select(0, idx_u))[None, :]])

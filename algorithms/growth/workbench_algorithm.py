@@ -292,7 +292,7 @@ class Growth(Algorithm):
             model.zero_grad(set_to_none=True)
             loss = self.problem.loss(model(xb), yb, reduction="sum")
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
             model.update_computation()
         model.zero_grad(set_to_none=True)
         model.compute_optimal_updates(
