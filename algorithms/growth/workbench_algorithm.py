@@ -287,13 +287,22 @@ class Growth(Algorithm):
         p, model = self.params, self.model
         model.growing_layers = layers
         model.init_computation(initialization_method=p["method"])
+        # the statistics need gradients at the consumers' pre-activations only: the layers up to
+        # the lowest producer are frozen meanwhile, so backward skips their weight gradients
+        frozen = [q for layer in model.layers[:min(layers) + 1] for q in layer.parameters() if q.requires_grad]
         total = 0.0
-        for xb, yb in self._chunks(x, y):
-            model.zero_grad(set_to_none=True)
-            loss = self.problem.loss(model(xb), yb, reduction="sum")
-            loss.backward()
-            total += float(loss.detach())
-            model.update_computation()
+        try:
+            for q in frozen:
+                q.requires_grad_(False)
+            for xb, yb in self._chunks(x, y):
+                model.zero_grad(set_to_none=True)
+                loss = self.problem.loss(model(xb), yb, reduction="sum")
+                loss.backward()
+                total += float(loss.detach())
+                model.update_computation()
+        finally:
+            for q in frozen:
+                q.requires_grad_(True)
         model.zero_grad(set_to_none=True)
         model.compute_optimal_updates(
             maximum_added_neurons=p["neurons_per_growth"], initialization_method=p["method"],
