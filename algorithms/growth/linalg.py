@@ -48,32 +48,36 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     :func:`_truncated_solve` on A, smaller than S by the constant inputs. Exact when those
     directions are exactly null (float64 statistics); with float32-accumulated statistics they are
     null to the statistics' own rounding."""
-    S, N = 0.5 * (S + S.T).double(), N.double()
+    S, N = S.double(), N.double()
+
+    def symmetric_part(rows, cols):  # (S + S^T) / 2 at (rows, cols), without forming it whole
+        return 0.5 * (S[rows[:, None], cols] + S[cols[:, None], rows].T)
+
     r = S.shape[0]
     b = r - 1
     diag = S.diagonal()
     if r > 1 and float(S[b, b]) > 0:
-        k = S[:, b] / S[b, b]
+        k = 0.5 * (S[:, b] + S[b, :]) / S[b, b]
         if constant_inputs is not None and bool(constant_inputs[b]):
             constant = constant_inputs.to(S.device).clone()
         else:
-            var = diag - S[:, b] * k
+            var = diag - 0.5 * (S[:, b] + S[b, :]) * k
             constant = (var <= 1e-6 * diag) & (var <= numerical_threshold)
         constant[b] = False
     else:
         constant = torch.zeros(r, dtype=torch.bool, device=S.device)
     if not bool(constant.any()):
-        return _cholesky_or_truncated_solve(S, N, numerical_threshold)
+        return _cholesky_or_truncated_solve(0.5 * (S + S.T), N, numerical_threshold)
     idx_c = torch.nonzero(constant).flatten()
     idx_j = torch.nonzero(~constant).flatten()
     idx_j = idx_j[idx_j != b]
     u_sub = torch.cat([k[idx_c], torch.ones(1, dtype=S.dtype, device=S.device)])  # on (constant, b)
     u_sub = u_sub / u_sub.norm()
     idx_u = torch.cat([idx_c, torch.tensor([b], device=S.device)])
-    S_ju = S[idx_j[:, None], idx_u] @ u_sub
-    S_uu = u_sub @ S[idx_u[:, None], idx_u] @ u_sub
+    S_ju = symmetric_part(idx_j, idx_u) @ u_sub
+    S_uu = u_sub @ symmetric_part(idx_u, idx_u) @ u_sub
     A = torch.empty(idx_j.numel() + 1, idx_j.numel() + 1, dtype=S.dtype, device=S.device)
-    A[:-1, :-1] = S[idx_j[:, None], idx_j]  # one gather: half the time of two index_selects
+    A[:-1, :-1] = symmetric_part(idx_j, idx_j)
     A[:-1, -1] = A[-1, :-1] = S_ju
     A[-1, -1] = S_uu
     QcT_N = torch.cat([N.index_select(0, idx_j), (u_sub @ N.index_select(0, idx_u))[None, :]])
