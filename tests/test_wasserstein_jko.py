@@ -98,6 +98,28 @@ def test_small_epsilon_does_not_underflow():
     assert abs(float(r.p.sum()) - 1.0) < 1e-12
 
 
+def test_a_step_flushes_subnormals_and_leaves_the_mode_off():
+    """Inside a JKO step subnormal results are flushed to zero (x86 computes them some 100x
+    slower); the step leaves torch's default (no flushing) behind, also when it raises."""
+    from algorithms.shallow.jko import flushed_subnormals
+
+    tiny = torch.tensor([1e-310], dtype=F64)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormal numbers")
+    torch.set_flush_denormal(False)
+    with flushed_subnormals():
+        assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) == 1e-310
+    x, q = _bump()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 5 iterations do not reach tol
+        jko_step(q, log_kernel(cost_matrix(x[:, None]), 1e-4), _Identity(), max_iter=5, tol=1e-300)
+    assert float(tiny * 1.0) == 1e-310
+    with pytest.raises(ValueError, match="finite"):
+        jko_step(q * math.nan, log_kernel(cost_matrix(x[:, None]), 1e-2), _Identity())
+    assert float(tiny * 1.0) == 1e-310
+
+
 def test_kernel_floor_is_explicit():
     C = cost_matrix(torch.linspace(0, 1, 5, dtype=F64)[:, None])
     assert float(log_kernel(C, 1e-3).min()) < math.log(1e-6)
