@@ -285,7 +285,7 @@ def _stabilised_iterations(q, mass: float, all_positive: bool, logK, prox, max_i
         check_p = check
         if check:
             res_q = float((v * Ktu - q).abs().sum()) / mass
-        v = q / Ktu if direct else torch.where(positive, q / Ktu, 0.0)
+        v = q / Ktu if direct or all_positive else torch.where(positive, q / Ktu, 0.0)
         if check or it % ABSORB_EVERY == 0 or (it == 1 and not direct):
             # one host sync; NaN propagates through min and max, a negative or empty p shows in p
             v_pos = v if all_positive else torch.where(positive, v, torch.ones_like(v))
