@@ -323,11 +323,12 @@ def _stabilised_iterations(q, mass: float, all_positive: bool, logK, prox, max_i
 def _starting_kernel(q, logK, g0, kernel, unshifted: bool):
     """(F, G, K~, K~^T, unshifted): G from the warm start (-inf where q = 0), F minus the row maxima
     of log K + G, K~ the absorbed kernel; ``unshifted`` (F = G = 0 known) keeps K~ = K, symmetric."""
+    if unshifted:  # F = G = 0 (no warm start, every q > 0); K~ = K, symmetric: K~^T u = K~ u
+        Kt = kernel if kernel is not None else torch.exp(logK)
+        zeros = torch.zeros_like(q)  # F and G are replaced, never written to
+        return zeros, zeros, Kt, Kt, True
     G = torch.zeros_like(q) if g0 is None else g0.to(F64).clone()
     G = torch.where(q > 0, G, torch.full_like(G, -math.inf))
-    if unshifted:  # K~ = K, symmetric: K~^T u = K~ u
-        Kt = kernel if kernel is not None else torch.exp(logK)
-        return torch.zeros_like(q), G, Kt, Kt, True
     F = -(logK + G[None, :]).amax(dim=1)
     Kt = _absorbed_kernel(logK, F, G)
     # K~^T as a view: its matrix-vector product is as fast as K~'s (MKL), and a copy costs more
