@@ -10,7 +10,8 @@ Prints, per device:
 2. the same collection in the reference's style (input stored, ``retain_grad`` on the
    pre-activation, one einsum per statistic with concatenated ones, float32 sums), as a ratio;
 3. one ``compute_optimal_updates`` (TINY and GradMax; float64 solves) in units of plain training
-   steps; target < 20 steps. The reference-style float32 solve is timed too;
+   steps; target < 20 steps. The reference-style float32 solve is timed too, and the network that
+   ``whitening="auto"`` commits is compared with the eigh route's (float64);
 4. the workbench's ``growth`` algorithm, which collects statistics only when a growth is due (on
    ``statistics_samples`` examples, not on the training batches): a training step between
    growths against a plain step, one whole growth (statistics, solve, line search, commit) in
@@ -213,7 +214,38 @@ def bench_device(device, batch_size: int, quick: bool) -> None:
               f"plain steps (target < 20){note}")
     print(f"{'reference-style TINY solve (float32 eigh)':54s}{t_ref_solve * 1e3:8.2f} ms   = "
           f"{t_ref_solve / t_ref_plain:6.1f} plain steps")
+    committed_network_agreement(batches, device)
     bench_workbench_growth(batches, device, repeats, inner)
+
+
+def committed_network_agreement(batches, device) -> None:
+    """The network that whitening="auto" commits against the eigh route's: a float64 784-256-10
+    SELU net, statistics of 1024 and 512 samples, 10 neurons at gamma = 1, outputs on the samples."""
+    import copy
+    import warnings
+
+    for count in (8, 4):
+        x = torch.cat([b[0] for b in batches[:count]]).double()
+        y = torch.cat([b[1] for b in batches[:count]])
+        torch.manual_seed(0)
+        model = GrowingMLP(784, 10, 256, 1, activation=torch.nn.SELU(), dtype=torch.float64, device=device)
+        model.init_computation("tiny")
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        model.update_computation(loss_reduction="mean")
+        outputs = {}
+        for whitening in ("auto", "eigh"):
+            m = copy.deepcopy(model)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                m.compute_optimal_updates(maximum_added_neurons=10, whitening=whitening)
+            m.select_update(0)
+            m.set_scaling_factor(1.0)
+            m.apply_change()
+            with torch.no_grad():
+                outputs[whitening] = m(x)
+        diff = float((outputs["auto"] - outputs["eigh"]).abs().max())
+        print(f"committed network, auto against eigh, {x.shape[0]} samples, float64: max |output difference| "
+              f"{diff:.1e} (outputs up to {float(outputs['eigh'].abs().max()):.2f})")
 
 
 def bench_workbench_growth(batches, device, repeats: int, inner: int) -> None:
