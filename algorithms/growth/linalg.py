@@ -57,11 +57,12 @@ def pinv_solve_psd(S: torch.Tensor, N: torch.Tensor, numerical_threshold: float 
     b = r - 1
     diag = S.diagonal()
     if r > 1 and float(S[b, b]) > 0:
-        k = 0.5 * (S[:, b] + S[b, :]) / S[b, b]
+        column_b = 0.5 * (S[:, b] + S[b, :])
+        k = column_b / S[b, b]
         if constant_inputs is not None and bool(constant_inputs[b]):
             constant = constant_inputs.to(S.device).clone()
         else:
-            var = diag - 0.5 * (S[:, b] + S[b, :]) * k
+            var = diag - column_b * k
             constant = (var <= 1e-6 * diag) & (var <= numerical_threshold)
         constant[b] = False
     else:

@@ -23,8 +23,9 @@ blocks on and above the diagonal are accumulated (about a third less work on the
 ``bench/growth.py``); the rest is their mirror image, filled in when S2 is read.
 The inputs c_j that are equal in every sample (MNIST's border pixels, the ones of a bias) are
 tracked exactly (``constant_inputs``): the pseudo-inverse solve deflates them, and float32 sums
-are too coarse to tell them from S2. GradMax and the random baseline need only M2; ``m2_only=True`` skips the other products (for a
-784-256-10 MLP, S2 alone costs more than a training step).
+are too coarse to tell them from S2. GradMax and the random baseline need only M2;
+``m2_only=True`` skips the other products (for a 784-256-10 MLP, S2 alone costs more than a
+training step).
 """
 from __future__ import annotations
 

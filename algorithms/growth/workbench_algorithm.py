@@ -241,8 +241,11 @@ class Growth(Algorithm):
 
     @torch.no_grad()
     def _loss_on(self, x, y, forward) -> float:
-        total = sum(float(self.problem.loss(forward(xb), yb, reduction="sum")) for xb, yb in self._chunks(x, y))
-        return total / x.shape[0]
+        return self._mean_loss(((forward(xb), yb) for xb, yb in self._chunks(x, y)), x.shape[0])
+
+    def _mean_loss(self, outputs_and_targets, n: int) -> float:
+        """The mean loss over n samples given as (output, target) chunks."""
+        return sum(float(self.problem.loss(out, yb, reduction="sum")) for out, yb in outputs_and_targets) / n
 
     def grow(self) -> dict | None:
         """One growth (statistics, proposal, amplitude, commit); returns the event or None."""
@@ -332,9 +335,7 @@ class Growth(Algorithm):
 
         def loss_at(gamma: float) -> float:
             model.set_scaling_factor(gamma)
-            total = sum(float(self.problem.loss(model.extended_forward(None, cached=c), yb, reduction="sum"))
-                        for c, yb in chunks)
-            return total / x.shape[0]
+            return self._mean_loss(((model.extended_forward(None, cached=c), yb) for c, yb in chunks), x.shape[0])
 
         best_gamma, best_loss = None, loss_before
         grid = sorted(p["gamma_grid"])

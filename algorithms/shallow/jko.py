@@ -89,7 +89,7 @@ class JKOResult:
 
 
 def _masked_log(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x > 0, torch.log(x.clamp(min=1e-300)), torch.full_like(x, -math.inf))
+    return torch.where(x > 0, torch.log(x.clamp(min=1e-300)), -math.inf)
 
 
 def log_matvec(logK: torch.Tensor, K: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -338,7 +338,7 @@ def _starting_kernel(q, logK, g0, kernel, unshifted: bool):
 
 def _log_scalings(F, G, u, v, positive):
     """f = log a = F + log u and g = log b = G + log v, -inf where the scaling is 0."""
-    f = F + torch.where(u > 0, torch.log(u), -math.inf)
+    f = F + _masked_log(u)
     g = torch.where(positive, G + torch.log(v), -math.inf)
     return f, g
 
