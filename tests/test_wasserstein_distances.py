@@ -131,3 +131,28 @@ def test_sliced_numpy_path_matches_the_torch_expression():
     torch.testing.assert_close(ours, expr)
     torch.testing.assert_close(gV, eV)
     torch.testing.assert_close(gW, eW)
+
+
+@pytest.mark.parametrize("grad_v, grad_w", [(True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("one_group", [False, True])
+def test_sliced_numpy_path_sorts_by_value_where_no_gradient_is_needed(grad_v, grad_w, one_group):
+    """A set without requires_grad is sorted by value only: the value and the other set's gradient
+    are those of the torch expression, with one sign group or two."""
+    from algorithms.shallow.distances import _sorted_matching
+
+    g = torch.Generator().manual_seed(7)
+    W = torch.randn(40, 3, generator=g, dtype=F64).requires_grad_(grad_w)
+    V = torch.randn(40, 3, generator=g, dtype=F64).requires_grad_(grad_v)
+    signs = None if one_group else torch.where(torch.rand(40, generator=g) < 0.5, -1.0, 1.0)
+    theta = random_projections(11, 3, g)
+    ours = sliced_wasserstein2(V, W, signs, projections=theta)
+    pv, pw = theta @ V.T, theta @ W.T
+    match = _sorted_matching(pv.detach(), pw.detach(), signs)
+    expr = ((pv - torch.take_along_dim(pw, match, dim=1)) ** 2).sum() / (40 * 11)
+    torch.testing.assert_close(ours.detach(), expr.detach())
+    wrt = [t for t in (V, W) if t.requires_grad]
+    if wrt:
+        for a, b in zip(torch.autograd.grad(ours, wrt), torch.autograd.grad(expr, wrt)):
+            torch.testing.assert_close(a, b)
+    else:
+        assert not ours.requires_grad

@@ -158,37 +158,58 @@ def sliced_wasserstein2(V: torch.Tensor, W: torch.Tensor, signs: torch.Tensor | 
 
 
 class _SlicedW2CPU(torch.autograd.Function):
-    """CPU path of :func:`sliced_wasserstein2` in numpy: per sign group, argsort the (L, m_s)
-    projections of both sets, difference the sorted values, and keep those differences (scattered
-    back to particle order) for the gradients 2/(mL) diff^T theta. Same value and gradient as the
-    torch expression, without torch's slow CPU sort / gather kernels."""
+    """CPU path of :func:`sliced_wasserstein2` in numpy, one sign group at a time: project the
+    group's particles, (L, m_s) = theta (L, D) @ V_s^T, sort every direction of both sets, and
+    difference the sorted values, d (L, m_s). The gradient in V, 2/(mL) diff_V^T theta (m_s, D),
+    is formed here from d scattered back to particle order; a set that needs no gradient is sorted
+    by value only (``np.sort``, about 2.5x faster than ``np.argsort``). Same value and gradient as
+    the torch expression, without torch's slow CPU sort / gather kernels; flat indices instead of
+    ``take_along_axis`` / ``put_along_axis``, whose index broadcasting cost as much as the sorts
+    at m = 10000."""
 
     @staticmethod
     def forward(ctx, V, W, theta, groups):
         th = theta.numpy().astype(np.float64)
-        pv = th @ V.detach().cpu().numpy().astype(np.float64).T  # (L, m)
-        pw = th @ W.detach().cpu().numpy().astype(np.float64).T
-        L, m = pv.shape
-        diff_v, diff_w = np.empty_like(pv), np.empty_like(pw)
+        Vn = V.detach().cpu().numpy().astype(np.float64)
+        Wn = W.detach().cpu().numpy().astype(np.float64)
+        (m, dim), L = Vn.shape, th.shape[0]
+        need_v, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_v = np.zeros((m, dim)) if need_v else None
+        grad_w = np.zeros((m, dim)) if need_w else None
+        total = 0.0
         for g in groups:
-            ov = g[np.argsort(pv[:, g], axis=1)]  # introsort: any order of ties is an optimal matching
-            ow = g[np.argsort(pw[:, g], axis=1)]
-            d = np.take_along_axis(pv, ov, axis=1) - np.take_along_axis(pw, ow, axis=1)
-            np.put_along_axis(diff_v, ov, d, axis=1)
-            np.put_along_axis(diff_w, ow, -d, axis=1)
+            whole = len(g) == m
+            pv = th @ (Vn if whole else Vn[g]).T  # (L, m_s)
+            pw = th @ (Wn if whole else Wn[g]).T
+            flat_v, sorted_v = _flat_order(pv) if need_v else (None, np.sort(pv, axis=1))
+            flat_w, sorted_w = _flat_order(pw) if need_w else (None, np.sort(pw, axis=1))
+            d = sorted_v - sorted_w  # introsort: any order of ties is an optimal matching
+            total += float(np.einsum("ij,ij->", d, d))
+            for flat, sign, grad in ((flat_v, 1.0, grad_v), (flat_w, -1.0, grad_w)):
+                if flat is not None:
+                    in_order = np.empty_like(d)
+                    in_order.ravel()[flat] = d if sign > 0 else -d
+                    grad[slice(None) if whole else g] = in_order.T @ th
         ctx.scale = 2.0 / (m * L)
-        ctx.saved = (diff_v, diff_w, th)
+        ctx.grads = (grad_v, grad_w)
         ctx.like = V
-        return V.new_tensor(float((diff_v * diff_v).sum()) / (m * L))
+        return V.new_tensor(total / (m * L))
 
     @staticmethod
     def backward(ctx, grad_out):
-        diff_v, diff_w, th = ctx.saved
         g = float(grad_out) * ctx.scale
         like = ctx.like
-        gV = torch.from_numpy(g * (diff_v.T @ th)).to(like.device, like.dtype) if ctx.needs_input_grad[0] else None
-        gW = torch.from_numpy(g * (diff_w.T @ th)).to(like.device, like.dtype) if ctx.needs_input_grad[1] else None
-        return gV, gW, None, None
+        return (*(torch.from_numpy(g * grad).to(like.device, like.dtype) if grad is not None else None
+                  for grad in ctx.grads), None, None)
+
+
+def _flat_order(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``p`` (L, n): the flat indices into ``p`` of its values in ascending order, and
+    those values (L, n)."""
+    L, n = p.shape
+    flat = np.argsort(p, axis=1)
+    flat += (np.arange(L) * n)[:, None]
+    return flat, p.ravel()[flat]
 
 
 def _sorted_matching(pv: torch.Tensor, pw: torch.Tensor, signs: torch.Tensor | None) -> torch.Tensor:
