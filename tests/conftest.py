@@ -33,7 +33,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    """A resolved config: 4-class Gaussian clusters, a 20-8-4 MLP, float64, no progress bars."""
+    """A resolved config: 4-class Gaussian clusters, a 20-8-4 MLP, float64, no progress bars, in this
+    process (workers=1; the tests of other executors set it)."""
     from workbench.config import DEFAULTS
 
     config = copy.deepcopy(DEFAULTS)
@@ -42,7 +43,7 @@ def tiny_config(tmp_path):
         dataset_args=dict(n=96, n_test=64, d=6, classes=3, seed=1),
         model="mlp", model_args=dict(hidden=[8]), batch_size=16, epochs=2, seeds=[0],
         dtype="float64", device="cpu", log_every=2, out_dir=str(tmp_path / "results"),
-        progress=False, save_every=3600.0,
+        progress=False, save_every=3600.0, workers=1,
         runs=[dict(algorithm="sgd", lr=0.1, momentum=0.9), dict(algorithm="persistent_sgd", lr=0.01, decay=0.9)],
     )
     return config

@@ -77,6 +77,7 @@ def test_worker_processes_give_the_numbers_of_one_process(tiny_config, dtype, me
     """fork is what Linux uses for CPU runs with one thread each; spawn is Windows' and macOS's
     (and Linux's with CUDA or several threads per run): both must give the same numbers."""
     from workbench import executors
+    from workbench.training import cpu_can_flush
 
     assert executors.start_method(_config(tiny_config, workers=2), torch.device("cpu")) == (
         "fork" if sys.platform.startswith("linux") else "spawn")
@@ -92,7 +93,8 @@ def test_worker_processes_give_the_numbers_of_one_process(tiny_config, dtype, me
     assert {r["where"]["device"] for r in runs} == {"cpu"}
     assert record.load_history(one.run_dir)["runs"][0]["where"]["pid"] == os.getpid()
     env = record.load_history(two.run_dir)["environment"]["execution"]
-    assert env == {"executor": "worker processes", "workers": 2, "threads_per_run": 1}
+    assert env == {"executor": "worker processes", "workers": 2, "threads_per_run": 1,
+                   "flush_denormal": cpu_can_flush()}
 
 
 @needs_ray
@@ -168,8 +170,18 @@ def test_ctrl_c_stops_every_worker_and_resume_with_one_worker_gives_the_same_num
     process = _main([str(config), f"out_dir={results}", "progress=False", "workers=2"])
     # rows of both runs reach the record while they train (live curves for plot.py)
     run_dir, live = _history_when(results, lambda h: _rows(h, 0) > 20 and _rows(h, 1) > 20)
-    assert all(r["status"] == "running" for r in live["runs"])
+    # the workers are paused while the driver takes the Ctrl-C and sends them "stop": a run cannot
+    # finish before the signal, however fast this machine is (a run checks for a stop before it
+    # ends, also at its last step)
+    workers = [run["where"]["pid"] for run in live["runs"]]
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    paused = pickle.loads((run_dir / "history.pkl").read_bytes())
+    assert all(r["status"] == "running" for r in paused["runs"])
     process.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # the driver's loop sends "stop" within 0.25 s
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     history = record.load_history(run_dir)

@@ -303,7 +303,7 @@ def test_ctrl_c_stops_with_status_stopped_and_exit_code_130(tmp_path, signum):
 def test_main_cli_errors_and_list(tmp_path):
     listing = _main(["--list"]).communicate(timeout=120)[0]
     for name in ("sgd", "adamw", "persistent_sgd", "adema", "mnist", "fashion_mnist", "mlp", "cnn",
-                 "experiments/default.py", "workers = 1:", "executor = 'local':", "run_resources = {}:"):
+                 "experiments/default.py", "workers = 'auto':", "flush_denormal = True:", "executor = 'local':", "run_resources = {}:"):
         assert name in listing
     process = _main(["experiments/quick_synthetic.py", "epochz=1"])
     out, err = process.communicate(timeout=120)

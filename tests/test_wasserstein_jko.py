@@ -98,26 +98,32 @@ def test_small_epsilon_does_not_underflow():
     assert abs(float(r.p.sum()) - 1.0) < 1e-12
 
 
-def test_a_step_flushes_subnormals_and_leaves_the_mode_off():
+@pytest.mark.parametrize("flushing_before", [False, True])
+def test_a_step_flushes_subnormals_and_restores_the_mode_it_found(flushing_before):
     """Inside a JKO step subnormal results are flushed to zero (x86 computes them some 100x
-    slower); the step leaves torch's default (no flushing) behind, also when it raises."""
+    slower); the step leaves the mode it found behind (off: torch's default; on: a workbench run
+    with flush_denormal=True), also when it raises."""
     from algorithms.shallow.jko import flushed_subnormals
 
     tiny = torch.tensor([1e-310], dtype=F64)
     if not torch.set_flush_denormal(True):
         pytest.skip("this CPU cannot flush subnormal numbers")
-    torch.set_flush_denormal(False)
-    with flushed_subnormals():
-        assert float(tiny * 1.0) == 0.0
-    assert float(tiny * 1.0) == 1e-310
-    x, q = _bump()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # 5 iterations do not reach tol
-        jko_step(q, log_kernel(cost_matrix(x[:, None]), 1e-4), _Identity(), max_iter=5, tol=1e-300)
-    assert float(tiny * 1.0) == 1e-310
-    with pytest.raises(ValueError, match="finite"):
-        jko_step(q * math.nan, log_kernel(cost_matrix(x[:, None]), 1e-2), _Identity())
-    assert float(tiny * 1.0) == 1e-310
+    before = 0.0 if flushing_before else 1e-310
+    torch.set_flush_denormal(flushing_before)
+    try:
+        with flushed_subnormals():
+            assert float(tiny * 1.0) == 0.0
+        assert float(tiny * 1.0) == before
+        x, q = _bump()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 5 iterations do not reach tol
+            jko_step(q, log_kernel(cost_matrix(x[:, None]), 1e-4), _Identity(), max_iter=5, tol=1e-300)
+        assert float(tiny * 1.0) == before
+        with pytest.raises(ValueError, match="finite"):
+            jko_step(q * math.nan, log_kernel(cost_matrix(x[:, None]), 1e-2), _Identity())
+        assert float(tiny * 1.0) == before
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_kernel_floor_is_explicit():

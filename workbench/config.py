@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "seeds": [0],                # one run of every entry of `runs` per seed
     "device": "auto",            # auto | cpu | cuda | cuda:N
     "threads": 1,                # CPU threads for torch per run (None: torch's default, all cores); see README
+    "flush_denormal": True,      # CPU arithmetic flushes subnormal floats to zero (x86 computes them ~100x slower); see README
     "dtype": "float32",          # float32 | float64
     "runs": [],                  # list of dict(algorithm=..., label=..., **parameters)
     "log_every": 50,             # steps between training-loss rows (mean over the steps since the last row)
@@ -44,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint": True,          # keep resumable checkpoints (model, optimizer, RNG states) in the run folder
     "out_dir": "results",        # parent folder of the run folders (relative to the app folder)
     "progress": True,            # tqdm progress bars
-    "workers": 1,                # runs training at the same time: 1 (in this process), N, or "auto"
+    "workers": "auto",           # runs training at the same time: "auto" (one per run up to CPU cores / threads; 1 run: in this process), 1 (in this process) or N
     "executor": "local",         # local (worker processes on this machine) | ray (one Ray task per run)
     "ray_address": None,         # executor="ray": None starts a local Ray; "auto" / "ray://host:port" joins a cluster
     "run_resources": {},         # what one run asks Ray for, e.g. dict(num_cpus=1, num_gpus=0.25)

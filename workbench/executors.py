@@ -41,27 +41,36 @@ EXECUTORS = ("local", "ray")
 RAY_INSTALL = "./setup.sh --with-ray   (Windows: setup.bat --with-ray; or: .venv/bin/python -m pip install -r requirements-ray.txt)"
 
 
-def threads_per_run(config: dict) -> int | None:
+def threads_per_run(config: dict, runs: int | None = None) -> int | None:
     """``threads``, or 1 when several runs share the machine and ``threads`` is unset."""
     if config["threads"]:
         return config["threads"]
-    return 1 if resolved_workers(config) > 1 or config["executor"] == "ray" else None
+    return 1 if resolved_workers(config, runs) > 1 or config["executor"] == "ray" else None
 
 
-def resolved_workers(config: dict) -> int:
-    """``workers`` as a number: "auto" is the CPU count divided by the threads per run (>= 1)."""
+def resolved_workers(config: dict, runs: int | None = None) -> int:
+    """``workers`` as a number: "auto" is the CPU count divided by the threads per run (>= 1),
+    and no more than the ``runs`` left to train (one run: this process)."""
     workers = config["workers"]
     if workers == "auto":
-        return max(1, (os.cpu_count() or 1) // (config["threads"] or 1))
+        workers = max(1, (os.cpu_count() or 1) // (config["threads"] or 1))
+        if runs is not None:
+            workers = max(1, min(workers, runs))
     return workers
 
 
-def make_executor(config: dict):
-    """The executor a config asks for; fails (ConfigError) before any run folder exists when Ray is
-    missing or its cluster unreachable."""
+def worker_config(config: dict) -> dict:
+    """The config a worker process or Ray task trains with: several runs share the machine, so
+    each has one thread unless ``threads`` says otherwise."""
+    return {**config, "threads": config["threads"] or 1}
+
+
+def make_executor(config: dict, runs: int | None = None):
+    """The executor a config asks for, for ``runs`` runs to train; fails (ConfigError) before any
+    run folder exists when Ray is missing or its cluster unreachable."""
     if config["executor"] == "ray":
         return RayExecutor(config)
-    workers = resolved_workers(config)
+    workers = resolved_workers(config, runs)
     return InProcess() if workers == 1 else LocalWorkers(workers)
 
 
@@ -129,13 +138,11 @@ def _worker_main(conn, config: dict, problem=None, inherited=()) -> None:
     for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
         if sig is not None:
             signal.signal(sig, on_signal)
-    import torch
-
     from workbench.runner import build_problem, resolve_device
-    from workbench.training import train_run
+    from workbench.training import configure_torch, train_run
 
-    if problem is not None and config["threads"]:
-        torch.set_num_threads(config["threads"])
+    if problem is not None:  # forked: the driver's problem, this process's settings
+        configure_torch(config)
     channel = _PipeChannel(conn, lambda: interrupted["flag"])
     while True:
         try:
@@ -195,8 +202,6 @@ class LocalWorkers:
         self.workers = workers
 
     def run(self, driver, todo: list[int]) -> None:
-        from workbench.runner import worker_config
-
         config = worker_config(driver.config)
         method = start_method(config, driver.device)
         ctx = mp.get_context(method)
@@ -374,8 +379,9 @@ def _ray_task(config: dict, spec: dict, checkpoint, data, experiment_id: str, ma
     before the task starts, so the task never blocks on it); the problem is built from it once per
     worker process and experiment."""
     from workbench.runner import build_problem, resolve_device
-    from workbench.training import train_run
+    from workbench.training import configure_torch, train_run
 
+    configure_torch(config)  # a Ray worker process may have trained another experiment's runs
     device = resolve_device(config["device"])  # "auto": the GPU Ray assigned to this task, if any
     key = (experiment_id, str(device))
     if key not in _RAY_PROBLEMS:
@@ -416,8 +422,6 @@ class RayExecutor:
         self.cap = workers if isinstance(workers, int) and workers > 1 else None  # None: Ray's resources decide
 
     def run(self, driver, todo: list[int]) -> None:
-        from workbench.runner import worker_config
-
         ray = self.ray
         config = worker_config(driver.config)
         resources = {"num_cpus": 1, **driver.config["run_resources"]}

@@ -37,11 +37,16 @@ from workbench.executors import InProcess, make_executor, resolved_workers, thre
 from workbench.history_file import HistoryFile
 from workbench.problem import DataSplit, Problem
 from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, closest_hint, load_for
-from workbench.training import FINAL_STATUSES, RunState, planned_steps, read_checkpoint
+from workbench.training import (FINAL_STATUSES, RunState, configure_torch, cpu_can_flush, planned_steps,
+                                read_checkpoint)
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
 EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device")
+
+
+# What a record written before a config name existed was trained with (its default has changed since).
+BEFORE_THE_NAME = {"flush_denormal": False}
 
 
 class NothingToResume(Exception):
@@ -127,10 +132,10 @@ def load_for_config(config: dict) -> None:
 
 def build_problem(config: dict, device: torch.device | None = None, data: DataSplit | None = None) -> Problem:
     """The dataset (loaded, or the given CPU ``data``) moved to the device and dtype, and a model
-    factory. Sets torch's threads for this process when ``threads`` is set."""
+    factory. Sets torch's threads (when ``threads`` is set) and subnormal mode for this process
+    (:func:`workbench.training.configure_torch`)."""
     load_for_config(config)
-    if config.get("threads"):
-        torch.set_num_threads(config["threads"])
+    configure_torch(config)
     device = device or resolve_device(config["device"])
     dtype = getattr(torch, config["dtype"])
     model_fn = MODELS[config["model"]]
@@ -164,11 +169,6 @@ def _model_args_message(config: dict, model_fn, exc: TypeError) -> str:
         return (f"model {config['model']!r} has no argument {unknown[0]!r} in model_args."
                 f"{closest_hint(unknown[0], valid)} Its arguments: {', '.join(valid)}")
     return f"model {config['model']!r}: {exc} (check model_args)"
-
-
-def worker_config(config: dict) -> dict:
-    """The config a worker process or Ray task trains with: ``threads`` resolved per run."""
-    return {**config, "threads": threads_per_run(config)}
 
 
 def plan_runs(config: dict) -> list[dict]:
@@ -292,7 +292,8 @@ class Experiment:
         self.hooks = hooks or Hooks()
         self.plan = plan_runs(config)
         self.device = resolve_device(config["device"])
-        self.executor = executor if executor is not None else make_executor(config)
+        todo = sum(not _run_ended(history, i) for i in range(len(self.plan)))
+        self.executor = executor if executor is not None else make_executor(config, todo)
         self._problem: Problem | None = None
         self._data: DataSplit | None = None
         self.interrupt = _Interrupt()
@@ -308,7 +309,7 @@ class Experiment:
         """Checks everything that can fail before a run folder exists: the runs, the executor
         (Ray installed and reachable), the dataset and one model build."""
         plan = plan_runs(config)
-        executor = make_executor(config)
+        executor = make_executor(config, len(plan))
         device = resolve_device(config["device"])
         data = load_data(config)
         problem = build_problem(config, device, data=data) if isinstance(executor, InProcess) else None
@@ -319,8 +320,9 @@ class Experiment:
         if config_path is not None:
             shutil.copyfile(config_path, run_dir / "config.py")
         environment = record.environment(device)
-        environment["execution"] = {"executor": executor.name, "workers": resolved_workers(config),
-                                    "threads_per_run": threads_per_run(config)}
+        environment["execution"] = {"executor": executor.name, "workers": resolved_workers(config, len(plan)),
+                                    "threads_per_run": threads_per_run(config, len(plan)),
+                                    "flush_denormal": config["flush_denormal"] and cpu_can_flush()}
         history = {
             "name": config["name"], "config": record.to_plain(config),
             "created": record.now_iso(), "finished": None,
@@ -339,7 +341,7 @@ class Experiment:
         history = record.load_history(run_dir)
         from workbench.config import DEFAULTS
 
-        config = {**copy.deepcopy(DEFAULTS), **history["config"], **(execution or {})}
+        config = {**copy.deepcopy(DEFAULTS), **BEFORE_THE_NAME, **history["config"], **(execution or {})}
         if all(_run_ended(history, i) for i in range(len(plan_runs(config)))):
             statuses = Counter(run["status"] for run in history["runs"])
             raise NothingToResume(

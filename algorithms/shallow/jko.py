@@ -142,17 +142,18 @@ def jko_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
 
 @contextlib.contextmanager
 def flushed_subnormals():
-    """torch.set_flush_denormal(True) for the duration, then False (torch's default; it cannot
-    report the mode it had). At a small epsilon the absorbed kernel and its products with the
+    """torch.set_flush_denormal(True) for the duration, then the mode this thread had before
+    (read off one product, since torch cannot report it). At a small epsilon the absorbed kernel and its products with the
     scalings fall below 2.2e-308 in places, where x86 arithmetic is some 100x slower: measured at
     N = 1000, eps = 1e-4 (one thread, 25 interleaved runs), a warm-started iteration cost 2.9 to
     3.1 dense iterations at eps = 5e-2 with them and 2.3 to 2.6 flushed. Flushing changes each
     such entry by less than 2.2e-308. A no-op where the CPU cannot flush."""
+    before = bool((torch.tensor([2.0 ** -1070], dtype=torch.float64) * 1.0 == 0.0).item())
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(before)
 
 
 def _jko_step(q, logK, prox, max_iter, tol, check_every, g0, kernel) -> JKOResult:
