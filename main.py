@@ -15,8 +15,11 @@ interrupted (Ctrl-C or SIGTERM; resume with --resume).
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -105,11 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.cli import guarded
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    return guarded(lambda: run(args), debug=args.debug, command="python main.py ...",
+    return guarded(lambda: run(args, plot_after_exit=argv is None), debug=args.debug, command="python main.py ...",
                    interrupted="interrupted before training started; nothing was trained")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, plot_after_exit: bool = False) -> int:
+    """``plot_after_exit`` (the command line): the plots are drawn by a child process once the
+    summary is printed, so that the exit status does not wait for them (:func:`plot_in_a_child`)."""
     from workbench.config import load_config
     from workbench.registry import ConfigError
     from workbench.runner import Experiment, NothingToResume
@@ -146,16 +151,47 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(experiment.history))
     if code == 130:
         print(f"interrupted; continue with: python main.py --resume {experiment.run_dir}")
-    if not args.no_plot:
-        try:
-            from workbench.plots import plot_record
-
-            for path in plot_record([experiment.run_dir]):
-                print(f"plot: {path}")
-        except Exception as exc:  # plots must never cost the results
-            print(f"warning: plotting failed ({type(exc).__name__}: {exc}); run python plot.py {experiment.run_dir}",
-                  file=sys.stderr)
+    if not args.no_plot and not (plot_after_exit and plot_in_a_child(experiment)):
+        draw_plots(experiment.run_dir)
     return code
+
+
+def draw_plots(run_dir: Path) -> None:
+    try:
+        from workbench.plots import plot_record
+
+        for path in plot_record([run_dir]):
+            print(f"plot: {path}")
+    except Exception as exc:  # plots must never cost the results
+        print(f"warning: plotting failed ({type(exc).__name__}: {exc}); run python plot.py {run_dir}",
+              file=sys.stderr)
+
+
+def plot_in_a_child(experiment) -> bool:
+    """Draw the plots in a forked child while this process exits with the runs' status: the
+    figures take about a second (matplotlib's import, one savefig per figure) that nobody needs to
+    wait for. The child keeps this process's stdout and stderr, so a caller that reads them to the
+    end (a pipe, ``subprocess.run(capture_output=True)``) also gets the "plot:" lines, and it ends
+    itself after 10 minutes whatever happens. False (draw them here) without ``os.fork`` (Windows)
+    or with Ray, whose threads in this process make a fork unsafe."""
+    if not hasattr(os, "fork") or experiment.config["executor"] == "ray":
+        return False
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with warnings.catch_warnings():  # Python >= 3.12 warns about forking a threaded process;
+        warnings.simplefilter("ignore", DeprecationWarning)  # the child only plots and exits
+        pid = os.fork()
+    if pid:
+        print(f"plots: drawn in the background into {experiment.run_dir} (python plot.py {experiment.run_dir} "
+              "draws them again)")
+        return True
+    try:
+        signal.alarm(600)
+        draw_plots(experiment.run_dir)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

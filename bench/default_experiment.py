@@ -12,10 +12,17 @@
    shuffle=True)``, the same 784-256-10 MLP and AdamW, a test evaluation at the end). Both pay
    ``import torch``; the ratio is ours over the reference's (target at most 0.5).
 
+3. ``--section startup``: what a worker process costs to start, by start method. Two runs of one
+   step each (the default experiment, ``max_steps=1``), ``Experiment.create`` + ``run`` in this
+   process, with ``workers=1`` (no worker) and with two workers started by *fork* (Linux's for CPU
+   runs) and by *spawn* (Windows' and macOS's only method: a fresh interpreter that imports torch and
+   loads the dataset); the difference to ``workers=1`` is the start-up of the two workers, which
+   start side by side.
+
 Runs are interleaved (before, today, before, ...) so that drifts of this machine's speed hit both;
 the table gives every repeat and the median.
 
-    .venv/bin/python bench/default_experiment.py [--section default|one-run|both] [--epochs 10] [--repeat 1]
+    .venv/bin/python bench/default_experiment.py [--section default|one-run|startup|all] [--epochs 10] [--repeat 1]
 """
 from __future__ import annotations
 
@@ -133,15 +140,47 @@ def section_one_run(repeat: int) -> None:
     print(f"  workbench / reference: {ours / reference:.2f}   (target <= 0.5)")
 
 
+def section_startup(repeat: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    from workbench import executors
+    from workbench.config import load_config
+    from workbench.runner import Experiment
+
+    chosen = {"method": None}
+    original = executors.start_method
+    executors.start_method = lambda config, device: chosen["method"] or original(config, device)
+    ways = {"workers=1 (this process)": (1, None), "workers=2, fork": (2, "fork"), "workers=2, spawn": (2, "spawn")}
+    times = {way: [] for way in ways}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            for way, (workers, method) in ways.items():
+                chosen["method"] = method
+                config = load_config(ROOT / "experiments" / "default.py", [
+                    "max_steps=1", "seeds=[0]", "runs=[{'algorithm': 'sgd', 'lr': 0.1}, {'algorithm': 'adamw'}]",
+                    f"workers={workers}", "progress=False", f"out_dir={tmp}"])
+                start = time.perf_counter()
+                Experiment.create(config).run()
+                times[way].append(time.perf_counter() - start)
+    executors.start_method = original
+    print("\n== starting worker processes: two one-step runs, create + run ==")
+    base = statistics.median(times["workers=1 (this process)"])
+    for way, t in times.items():
+        extra = statistics.median(t) - base
+        print(f"  {way:<42} {' '.join(f'{x:6.2f}' for x in t)} s   median {statistics.median(t):6.2f} s"
+              + (f"   workers' start-up {extra:5.2f} s" if way != "workers=1 (this process)" else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--section", default="both", choices=["default", "one-run", "both"])
+    parser.add_argument("--section", default="all", choices=["default", "one-run", "startup", "all"])
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the default experiment (section 1)")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved repeats of each way")
     args = parser.parse_args()
-    if args.section in ("one-run", "both"):
+    if args.section in ("one-run", "all"):
         section_one_run(max(args.repeat, 3))
-    if args.section in ("default", "both"):
+    if args.section in ("startup", "all"):
+        section_startup(max(args.repeat, 3))
+    if args.section in ("default", "all"):
         section_default(args.epochs, args.repeat)
 
 

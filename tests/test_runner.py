@@ -343,3 +343,29 @@ def test_missing_dataset_files_fail_before_a_run_folder_exists(tiny_config, tmp_
     with pytest.raises(ConfigError, match="MNIST_DIR"):
         run(tiny_config)
     assert not Path(tiny_config["out_dir"]).exists() or not any(Path(tiny_config["out_dir"]).iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the plots are drawn before the exit without os.fork")
+def test_main_prints_the_summary_exits_and_a_child_draws_the_plots(tmp_path):
+    """The exit status does not wait for the figures: main.py says where a child draws them; the
+    child keeps the output streams, so reading them to the end also waits for its plot lines."""
+    results = tmp_path / "results"
+    log = tmp_path / "out.txt"
+    with open(log, "w", encoding="utf-8") as out:  # a file, not a pipe: communicate waits for main.py alone
+        process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "quick_synthetic", "epochs=1",
+                                    "seeds=[0]", f"out_dir={results}", "progress=False"],
+                                   cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True)
+        _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    (run_dir,) = results.iterdir()
+    names = ("train_loss_steps.png", "train_loss_epochs.png", "test_loss.png", "test_accuracy.png")
+    deadline = time.time() + 120
+    while not all((run_dir / n).is_file() for n in names) or "test_accuracy.png" not in log.read_text("utf-8"):
+        assert time.time() < deadline, log.read_text("utf-8")
+        time.sleep(0.1)
+    text = log.read_text("utf-8")
+    assert text.index("finished") < text.index("plots: drawn in the background") < text.index("plot: ")
+    piped = _main(["quick_synthetic", "epochs=1", "seeds=[0]", f"out_dir={tmp_path / 'piped'}", "progress=False"])
+    out, err = piped.communicate(timeout=300)
+    assert piped.returncode == 0, err
+    assert all(f"{n}" in out for n in names)
