@@ -4,7 +4,8 @@ of a change that must not change any number (a refactoring).
 Each ``experiments/*.py`` runs in this process with ``workers=1``, its first seed, and a short
 budget (``max_steps`` below, ``epochs=None``; an experiment whose own budget is smaller keeps it),
 no plots. What is kept per run: label, algorithm, parameters, seed, status, error's last line,
-every metric column except ``time`` and every snapshot, as plain numpy arrays. ``--out FILE``
+every metric column except the wall-clock ones (``time``, ``*_time``, ``*_time_*``) and every
+snapshot, as plain numpy arrays. ``--out FILE``
 writes them (pickle); ``--compare A B`` says, per experiment and run, whether two such files are
 equal bit for bit, and exits 1 if any differs.
 
@@ -59,8 +60,13 @@ def digest(name: str, out_dir: str) -> list[dict]:
     history = record.load_history(experiment.run_dir)
     return [{"label": r["label"], "algorithm": r["algorithm"], "params": repr(r["params"]), "seed": r["seed"],
              "status": r["status"], "error": (r["error"] or "").strip().splitlines()[-1:],
-             "metrics": {k: np.asarray(v) for k, v in r["metrics"].items() if k != "time"},
+             "metrics": {k: np.asarray(v) for k, v in r["metrics"].items() if not _a_clock(k)},
              "snapshots": _plain(r["snapshots"])} for r in history["runs"]]
+
+
+def _a_clock(metric: str) -> bool:
+    """Wall-clock columns (``time``, ``solve_time``, ``refresh_time_total``): never equal twice."""
+    return metric == "time" or metric.endswith("_time") or "_time_" in metric
 
 
 def _equal(a, b) -> bool:
