@@ -53,16 +53,8 @@ def config_path(name: str) -> Path:
     return path
 
 
-def config_names() -> list[tuple[str, object, str]]:
-    """(name, default, the comment beside it in workbench/config.py) for every config name."""
-    from workbench.config import DEFAULTS
-
-    source = (ROOT / "workbench" / "config.py").read_text(encoding="utf-8")
-    meaning = dict(re.findall(r'^\s+"(\w+)":.*?#\s*(.+)$', source, re.M))
-    return [(name, default, meaning.get(name, "")) for name, default in DEFAULTS.items()]
-
-
 def list_registered() -> str:
+    from workbench.config import FIELDS
     from workbench.registry import ALGORITHMS, DATASETS, MODELS, load_all
 
     load_all()
@@ -74,8 +66,8 @@ def list_registered() -> str:
             summary = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc[0]) if doc else ""
             lines.append(f"  {name:<26} {summary.replace('``', '')}")
     lines.append("config names (name = default: meaning):")
-    for name, default, meaning in config_names():
-        lines.append(f"  {name} = {default!r}: {meaning}")
+    for field in FIELDS:
+        lines.append(f"  {field.name} = {field.default!r}: {field.help}")
     lines.append("experiments:")
     for path in sorted((ROOT / "experiments").glob("*.py")):
         first = path.read_text(encoding="utf-8").strip().splitlines()
@@ -86,8 +78,8 @@ def list_registered() -> str:
 
 def execution_overrides(args: argparse.Namespace) -> dict:
     """``key=value`` arguments given with --resume: only how the runs execute may change."""
-    from workbench.config import DEFAULTS, coerce, parse_value, validate_execution
-    from workbench.registry import ConfigError
+    from workbench.config import coerce, parse_value
+    from workbench.errors import ConfigError
     from workbench.runner import EXECUTION_NAMES
 
     overrides = ([args.config] if args.config else []) + list(args.overrides)
@@ -98,7 +90,6 @@ def execution_overrides(args: argparse.Namespace) -> dict:
             raise ConfigError(f"--resume continues a record as it was configured; only {', '.join(EXECUTION_NAMES)} "
                               f"may change (e.g. --resume RUN_DIR workers=1), not {arg!r}")
         changes[key] = coerce(key, parse_value(raw), source="the command line")
-    validate_execution({**DEFAULTS, **changes})
     return changes
 
 
@@ -116,7 +107,7 @@ def run(args: argparse.Namespace, plot_after_exit: bool = False) -> int:
     """``plot_after_exit`` (the command line): the plots are drawn by a child process once the
     summary is printed, so that the exit status does not wait for them (:func:`plot_in_a_child`)."""
     from workbench.config import load_config
-    from workbench.registry import ConfigError
+    from workbench.errors import ConfigError
     from workbench.runner import Experiment, NothingToResume
 
     if args.list:

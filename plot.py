@@ -56,7 +56,7 @@ def latest_readable(results: str) -> Path:
 def plot(args: argparse.Namespace) -> int:
     from workbench import record
     from workbench.plots import load_runs, plot_record
-    from workbench.registry import ConfigError
+    from workbench.errors import ConfigError
     from workbench.summary import summary_table
 
     try:

@@ -22,8 +22,9 @@ import main  # noqa: E402
 import plot  # noqa: E402
 from workbench import mnist_files, record  # noqa: E402
 from workbench.config import APP_FOLDER, app_path, load_config  # noqa: E402
-from workbench.registry import ConfigError  # noqa: E402
-from workbench.runner import Experiment, NothingToResume, load_data  # noqa: E402
+from workbench.errors import ConfigError  # noqa: E402
+from workbench.problem import load_data  # noqa: E402
+from workbench.runner import Experiment, NothingToResume  # noqa: E402
 
 QUICK = """
 dataset = "synthetic_classification"

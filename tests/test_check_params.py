@@ -8,8 +8,9 @@ import copy
 import pytest
 import torch
 
-from workbench.registry import ALGORITHMS, ConfigError, load_all
-from workbench.runner import plan_runs
+from workbench.registry import ALGORITHMS, load_all
+from workbench.errors import ConfigError
+from workbench.plan import plan_runs
 
 load_all()
 
@@ -64,7 +65,7 @@ SEEDED = {  # algorithm -> (config changes, a function of the built algorithm th
 def test_seeds_are_passed_not_read_from_torch(tiny_config, algorithm):
     """Built twice outside the runner with the same seed, and torch's global generator in
     different states: the algorithm's own stream is the same; another seed gives another."""
-    from workbench.runner import build_problem
+    from workbench.problem import build_problem
 
     changes, draw = SEEDED[algorithm]
     config = {**copy.deepcopy(tiny_config), **changes, "runs": [{"algorithm": algorithm}]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from workbench.config import DEFAULTS, load_config, parse_value
-from workbench.registry import ConfigError
+from workbench.errors import ConfigError
 
 
 def write(tmp_path, text, name="exp.py"):

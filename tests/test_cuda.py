@@ -167,7 +167,7 @@ def _config(tiny_config, **changes):
 
 
 def test_device_auto_chooses_cuda_and_datasets_live_there(tiny_config):
-    from workbench.runner import build_problem, resolve_device
+    from workbench.problem import build_problem, resolve_device
 
     assert resolve_device("auto").type == "cuda"
     problem = build_problem(_config(tiny_config, device="auto"))
@@ -224,7 +224,7 @@ def test_the_step_loop_does_not_synchronise_per_step(tiny_config):
     """The permutation moves to the GPU once per epoch and the loss stays on the device between
     rows: the synchronising calls of 3 epochs of 24 steps (one row per epoch) are counted."""
     from workbench.registry import ALGORITHMS
-    from workbench.runner import build_problem
+    from workbench.problem import build_problem
     from workbench.training import train_run
 
     config = _config(tiny_config, batch_size=4, log_every=1000, epochs=3, runs=[dict(algorithm="sgd", lr=0.1)])

@@ -8,7 +8,8 @@ import pytest
 
 from workbench import mnist_files
 from workbench.config import load_config
-from workbench.runner import Experiment, plan_runs
+from workbench.plan import plan_runs
+from workbench.runner import Experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "experiments").glob("*.py"))
@@ -26,7 +27,7 @@ def test_default_experiment_is_the_reference_comparison():
 def test_experiment_runs_on_a_tiny_budget(path, tmp_path):
     config = load_config(path, [f"out_dir={tmp_path}", "max_steps=2", "progress=False", "save_every=3600"])
     plan_runs(config)
-    config["seeds"] = config["seeds"][:1]
+    config = config.replace(seeds=config["seeds"][:1])
     if config["dataset"] in NEEDS_MNIST:
         data_dir = Path(config["data_dir"])
         data_dir = data_dir if data_dir.is_absolute() else ROOT / data_dir
@@ -34,8 +35,7 @@ def test_experiment_runs_on_a_tiny_budget(path, tmp_path):
             mnist_files.locate(data_dir, "fashion_mnist" if config["dataset"] == "fashion_mnist" else "mnist")
         except FileNotFoundError:
             pytest.skip(f"{config['dataset']} files are not in {data_dir} (setup fetches them)")
-        config["data_dir"] = str(data_dir)
-        config["subset"] = 256
+        config = config.replace(data_dir=str(data_dir), subset=256)
     experiment = Experiment.create(config)
     experiment.run()
     statuses = {run["label"]: (run["status"], run["error"]) for run in experiment.history["runs"]}

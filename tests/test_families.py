@@ -56,15 +56,15 @@ def test_the_manifest_lists_what_the_family_registers(family):
 
 
 def test_a_config_loads_only_the_families_it_names():
-    loaded = _python("import json, sys; from workbench.config import load_config; from workbench.runner import plan_runs\n"
+    loaded = _python("import json, sys; from workbench.config import load_config; from workbench.plan import plan_runs\n"
                      "plan_runs(load_config('experiments/quick_synthetic.py'))\n"
                      "print(json.dumps(sorted({m.split('.')[1] for m in sys.modules if m.startswith('algorithms.')})))")
     assert loaded == ["optimizers"]
 
 
 def test_an_unknown_name_lists_every_family_s_names(tiny_config):
-    from workbench.registry import ConfigError
-    from workbench.runner import plan_runs
+    from workbench.errors import ConfigError
+    from workbench.plan import plan_runs
 
     tiny_config["runs"] = [dict(algorithm="relu_gdd")]
     with pytest.raises(ConfigError, match=r"Did you mean 'relu_gd'.*growth.*newton_summary.*relu_jko"):
@@ -72,7 +72,7 @@ def test_an_unknown_name_lists_every_family_s_names(tiny_config):
 
 
 def test_a_model_the_algorithm_cannot_train_fails_before_a_run_folder(tiny_config):
-    from workbench.registry import ConfigError
+    from workbench.errors import ConfigError
     from workbench.runner import Experiment
 
     tiny_config["runs"] = [dict(algorithm="sgd"), dict(algorithm="relu_convex")]

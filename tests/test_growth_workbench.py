@@ -9,7 +9,8 @@ import torch
 
 from algorithms.growth import GrowingMLP
 from workbench.problem import Problem
-from workbench.registry import ALGORITHMS, DATASETS, MODELS, ConfigError, load_all
+from workbench.registry import ALGORITHMS, DATASETS, MODELS, load_all
+from workbench.errors import ConfigError
 
 load_all()  # every family registers itself
 

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.registry import ALGORITHMS, MODELS, PLOTTERS, ConfigError, load_all
-from workbench.runner import Experiment, build_problem, plan_runs
+from workbench.registry import ALGORITHMS, MODELS, PLOTTERS, load_all
+from workbench.errors import ConfigError
+from workbench.plan import plan_runs
+from workbench.problem import build_problem
+from workbench.runner import Experiment
 
 load_all(plots=True)
 

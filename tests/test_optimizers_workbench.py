@@ -8,7 +8,8 @@ import torch
 
 from algorithms.optimizers import AdEMA, PersistentSGD
 from workbench.problem import DataSplit, Problem
-from workbench.registry import ALGORITHMS, ConfigError, load_all
+from workbench.registry import ALGORITHMS, load_all
+from workbench.errors import ConfigError
 
 load_all()  # every family registers itself
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from workbench import record
-from workbench.registry import ConfigError
+from workbench.errors import ConfigError
 from workbench.runner import Experiment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def test_worker_processes_give_the_numbers_of_one_process(tiny_config, dtype, me
     """fork is what Linux uses for CPU runs with one thread each; spawn is Windows' and macOS's
     (and Linux's with CUDA or several threads per run): both must give the same numbers."""
     from workbench import executors
-    from workbench.training import cpu_can_flush
+    from workbench.problem import cpu_can_flush
 
     assert executors.start_method(_config(tiny_config, workers=2), torch.device("cpu")) == (
         "fork" if sys.platform.startswith("linux") else "spawn")
@@ -263,10 +263,10 @@ def test_a_record_of_worker_processes_resumes_under_ray(tiny_config, local_ray):
     (dict(run_resources=dict(num_gpus=-1)), "run_resources must map"),
 ])
 def test_bad_execution_settings_are_config_errors(tiny_config, changes, message):
-    from workbench.config import validate
+    from workbench.config import Config
 
     with pytest.raises(ConfigError, match=message):
-        validate({**_config(tiny_config), **changes})
+        Config.of({**_config(tiny_config), **changes})
 
 
 def test_execution_overrides_are_type_checked(tmp_path):
@@ -280,7 +280,7 @@ def test_execution_overrides_are_type_checked(tmp_path):
 
 
 def test_workers_auto_is_cores_over_threads(tiny_config, monkeypatch):
-    from workbench.executors import resolved_workers, threads_per_run
+    from workbench.execution import resolved_workers, threads_per_run
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert resolved_workers({**tiny_config, "workers": "auto", "threads": 2}) == 4
@@ -322,8 +322,8 @@ def test_a_lost_run_restarts_from_its_checkpoint_when_its_rows_are_on_record(tin
     experiment = Experiment.create(config, hooks=Hooks(should_save=lambda s: s.step % 8 == 0,
                                                        should_stop=lambda s: s.step >= 20))
     assert experiment.run() == 130
-    rows = len(experiment.tables[0])
+    rows = len(experiment.record.tables[0])
     experiment.history["runs"][0]["metrics"] = {}  # mid-run, the rows live in the tables only
     spec, checkpoint = experiment.prepare(0)
     assert checkpoint is not None, "the retrained run continues from its checkpoint"
-    assert 0 < len(experiment.tables[0]) <= rows
+    assert 0 < len(experiment.record.tables[0]) <= rows

@@ -19,7 +19,8 @@ import torch
 from workbench import record
 from workbench.algorithm import Algorithm, OptimizerAlgorithm, register_algorithm
 from workbench.problem import DataSplit
-from workbench.registry import ALGORITHMS, DATASETS, ConfigError
+from workbench.registry import ALGORITHMS, DATASETS
+from workbench.errors import ConfigError
 from workbench.runner import Experiment, Hooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,7 +281,7 @@ def test_kill_mid_run_leaves_a_readable_history_and_resume_continues(tmp_path):
     assert rows_before >= 20
     # resume from the last checkpoint, with a short budget so the test ends: stop after a few steps
     resumed = Experiment.resume(run_dir, hooks=Hooks(should_stop=lambda s: s.step >= 40 + rows_before))
-    resumed.config["max_time"] = None
+    resumed.config = resumed.config.replace(max_time=3600.0)
     assert resumed.run() == 130
     steps = record.load_history(run_dir)["runs"][0]["metrics"]["step"]
     assert np.all(np.diff(steps) > 0), "rows after the checkpoint are redone, not duplicated"

@@ -11,7 +11,8 @@ import torch
 from algorithms.shallow import data, init
 from algorithms.shallow.model import TwoLayerReLU, add_bias, gradients, objective, patterns, predict
 from workbench.problem import DataSplit, Problem
-from workbench.registry import DATASETS, MODELS, ConfigError, load_all
+from workbench.registry import DATASETS, MODELS, load_all
+from workbench.errors import ConfigError
 
 load_all()  # every family registers itself
 

@@ -89,7 +89,7 @@ def test_adamw_state_holds_no_subnormal_with_the_flag_and_the_record_says_so(tin
 def test_activations_of_a_flushing_process_hold_no_subnormal():
     """The mode covers every op of the process's threads: a forward pass whose pre-activations
     underflow gives zeros, not subnormals, once configure_torch has run."""
-    from workbench.training import configure_torch
+    from workbench.problem import configure_torch
 
     layer = torch.nn.Linear(8, 8)
     x = torch.full((4, 8), 1e-20)
@@ -131,7 +131,8 @@ def test_a_record_from_before_the_name_resumes_without_flushing(tiny_config):
 
 
 def test_workers_auto_is_one_process_per_run_up_to_the_cores(tiny_config, monkeypatch):
-    from workbench.executors import InProcess, LocalWorkers, make_executor, resolved_workers
+    from workbench.execution import resolved_workers
+    from workbench.executors import InProcess, LocalWorkers, make_executor
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     auto = {**tiny_config, "workers": "auto", "threads": 1}

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from workbench.registry import ALGORITHMS, ConfigError, closest_hint
+from workbench.registry import ALGORITHMS
+from workbench.errors import ConfigError, closest_hint
 
 
 class Algorithm:

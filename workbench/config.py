@@ -1,9 +1,12 @@
 """Config files: plain Python files of module-level assignments, plus ``key=value`` overrides.
 
-A config file is run with :func:`runpy.run_path` in a fresh namespace (UTF-8, never exec'd into our
-globals); modules, functions and ``_private`` names are dropped; every remaining name must be one of
-:data:`DEFAULTS`. Overrides from the command line are parsed with :func:`ast.literal_eval` (falling
-back to a plain string) and type-checked against the default. Unknown names suggest the closest one.
+Every standard name is declared once, in :data:`FIELDS` (name, default, accepted types, one line
+of help, value check); loading, overrides, type checks, ``main.py --list`` and the README's table
+of names (:func:`markdown_table`) all read that table. A config file is run with
+:func:`runpy.run_path` in a fresh namespace (UTF-8, never exec'd into our globals); modules,
+functions and ``_private`` names are dropped; every remaining name must be a field. Overrides from
+the command line are parsed with :func:`ast.literal_eval` (falling back to a plain string). The
+result is a :class:`Config`: read-only, every default filled in, checked.
 """
 from __future__ import annotations
 
@@ -12,83 +15,250 @@ import copy
 import runpy
 import traceback
 import types
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from workbench.registry import ConfigError, closest_hint
-
-# Every name a config understands, with its default and what it means.
-DEFAULTS: dict[str, Any] = {
-    "name": "experiment",        # run folder suffix; defaults to the config file's stem
-    "dataset": "mnist",          # a registered dataset (python main.py --list)
-    "dataset_args": {},          # keyword arguments of the dataset (n, d, seed, ... for generators)
-    "data_dir": "data",          # where fetched datasets live (a relative path is relative to the app folder)
-    "subset": None,              # use only the first N training examples
-    "model": "mlp",              # a registered model
-    "model_args": {},            # keyword arguments of the model (hidden=[256], activation="relu", ...)
-    "batch_size": 64,            # None: full batch
-    "epochs": 1,                 # passes over the training set (None: no epoch limit)
-    "max_steps": None,           # stop after this many steps
-    "max_time": None,            # stop a run after this many seconds
-    "target": None,              # stop a run once target_metric reaches this value
-    "target_metric": "test_acc",  # test_acc / *_acc stop at >= target, losses at <= target
-    "seeds": [0],                # one run of every entry of `runs` per seed
-    "device": "auto",            # auto | cpu | cuda | cuda:N
-    "threads": 1,                # CPU threads for torch per run (None: torch's default, all cores); see README
-    "flush_denormal": True,      # CPU arithmetic flushes subnormal floats to zero (x86 computes them ~100x slower); see README
-    "dtype": "float32",          # float32 | float64
-    "runs": [],                  # list of dict(algorithm=..., label=..., **parameters)
-    "log_every": 50,             # steps between training-loss rows (mean over the steps since the last row)
-    "eval_every": None,          # steps between test evaluations (None: at each epoch end)
-    "snapshot_every": 0,         # steps between algorithm snapshots (0: only at start and end)
-    "save_every": 60.0,          # seconds between checkpoints of a run (each writes history.pkl first)
-    "checkpoint": True,          # keep resumable checkpoints (model, optimizer, RNG states) in the run folder
-    "out_dir": "results",        # parent folder of the run folders (relative to the app folder)
-    "progress": True,            # tqdm progress bars
-    "workers": "auto",           # runs training at the same time: "auto" (one per run up to CPU cores / threads; 1 run: in this process), 1 (in this process) or N
-    "executor": "local",         # local (worker processes on this machine) | ray (one Ray task per run)
-    "ray_address": None,         # executor="ray": None starts a local Ray; "auto" / "ray://host:port" joins a cluster
-    "run_resources": {},         # what one run asks Ray for, e.g. dict(num_cpus=1, num_gpus=0.25)
-}
-
-# Names whose value is not of the default's type: the accepted types.
-_TYPES = {"workers": (int, str), "ray_address": (str,)}
+from workbench.errors import ConfigError, closest_hint
 
 DTYPES = ("float32", "float64")
+EXECUTORS = ("local", "ray")
 APP_FOLDER = Path(__file__).resolve().parent.parent
+NUMBER = (int, float)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+# -- value checks: each returns what is wrong with a value, or None ----------------------------
+
+def _positive(value) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _positive_int(value) -> str | None:
+    return None if value > 0 else "must be a positive integer"
+
+
+def _at_least_zero(value) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def _one_of(choices: tuple) -> Callable[[Any], str | None]:
+    def check(value) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}{closest_hint(value, choices)}"
+    return check
+
+
+def _seeds(value) -> str | None:
+    if not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return "must be a non-empty list of integers"
+    repeated = sorted({s for s in value if value.count(s) > 1})
+    if repeated:
+        return (f"repeat {repeated}: a repeated seed trains the same run twice and makes the spread over seeds "
+                "look smaller; give distinct seeds")
+    return None
+
+
+def _runs(value) -> str | None:
+    for i, run in enumerate(value):
+        if not isinstance(run, dict) or "algorithm" not in run:
+            return f"runs[{i}] must be a dict with an 'algorithm' key, got {run!r}"
+    return None
+
+
+def _workers(value) -> str | None:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return None
+    return ("must be a positive integer (1: in this process) or \"auto\" (one worker per run, up to CPU cores / "
+            "threads per run)")
+
+
+def _resources(value) -> str | None:
+    if all(isinstance(k, str) and isinstance(v, NUMBER) and not isinstance(v, bool) and v >= 0
+           for k, v in value.items()):
+        return None
+    return "must map Ray resource names to numbers >= 0, e.g. dict(num_cpus=1, num_gpus=0.25)"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One standard config name. ``types``: the accepted Python types (an int stands for a float
+    where float is accepted, a bool never for a number); ``optional``: None is accepted too;
+    ``check(value)``: what is wrong with a value of the right type, or None."""
+
+    name: str
+    default: Any
+    types: tuple
+    help: str
+    optional: bool = False
+    check: Callable[[Any], str | None] | None = None
+
+    def coerce(self, value: Any, source: str) -> Any:
+        """``value`` type-checked and normalised (tuples to lists, ints to floats for float fields)."""
+        if value is None:
+            if not self.optional:
+                raise ConfigError(f"{self.name} cannot be None (in {source})")
+            return None
+        if self.name == "seeds" and isinstance(value, int) and not isinstance(value, bool):
+            raise ConfigError(f"seeds must be a list of seeds (in {source}), got the number {value}: "
+                              f"seeds=[{value}] runs seed {value}, seeds=list(range({value})) runs {value} seeds")
+        if self.name == "runs" and isinstance(value, dict):
+            value = [value]
+        if isinstance(value, tuple) and list in self.types:
+            value = list(value)
+        if not isinstance(value, self.types) or (isinstance(value, bool) and bool not in self.types):
+            names = " or ".join(t.__name__ for t in self.types) + (" or None" if self.optional else "")
+            raise ConfigError(f"{self.name} must be {names} (in {source}), got {type(value).__name__} {value!r}")
+        if isinstance(self.default, float) and isinstance(value, int):
+            value = float(value)
+        problem = self.check(value) if self.check else None
+        if problem:
+            raise ConfigError(f"{self.name} {problem}, got {value!r} (in {source})")
+        return value
+
+    @property
+    def shown_default(self) -> str:
+        return repr(self.default)
+
+
+def _field(name, default, types_, help_, optional=False, check=None) -> Field:
+    return Field(name, default, types_ if isinstance(types_, tuple) else (types_,), help_, optional, check)
+
+
+# Every name a config understands, in the order --list and the README show them.
+FIELDS: tuple[Field, ...] = (
+    _field("name", "experiment", str, "run folder suffix; defaults to the config file's stem"),
+    _field("dataset", "mnist", str, "a registered dataset (python main.py --list)"),
+    _field("dataset_args", {}, dict, "keyword arguments of the dataset (n, d, seed, ... for generators)"),
+    _field("data_dir", "data", str, "where fetched datasets live (a relative path is relative to the app folder)"),
+    _field("subset", None, int, "use only the first N training examples", True, _positive_int),
+    _field("model", "mlp", str, "a registered model"),
+    _field("model_args", {}, dict, "keyword arguments of the model (hidden=[256], activation=\"relu\", ...)"),
+    _field("batch_size", 64, int, "examples per step (None: full batch)", True, _positive_int),
+    _field("epochs", 1, int, "passes over the training set (None: no epoch limit)", True, _positive_int),
+    _field("max_steps", None, int, "stop after this many steps", True, _positive_int),
+    _field("max_time", None, NUMBER, "stop a run after this many seconds", True, _positive),
+    _field("target", None, NUMBER, "stop a run once target_metric reaches this value", True),
+    _field("target_metric", "test_acc", str, "test_acc / *_acc stop at >= target, losses at <= target"),
+    _field("seeds", [0], list, "one run of every entry of `runs` per seed", False, _seeds),
+    _field("device", "auto", str, "auto | cpu | cuda | cuda:N"),
+    _field("threads", 1, int, "CPU threads for torch per run (None: torch's default, all cores); see README",
+           True, _positive_int),
+    _field("flush_denormal", True, bool, "CPU arithmetic flushes subnormal floats to zero (x86 computes them "
+           "~100x slower); see README"),
+    _field("dtype", "float32", str, "float32 | float64", False, _one_of(DTYPES)),
+    _field("runs", [], list, "list of dict(algorithm=..., label=..., **parameters)", False, _runs),
+    _field("log_every", 50, int, "steps between training-loss rows (mean over the steps since the last row)",
+           False, _positive_int),
+    _field("eval_every", None, int, "steps between test evaluations (None: at each epoch end)", True, _positive_int),
+    _field("snapshot_every", 0, int, "steps between algorithm snapshots (0: only at start and end)", False,
+           _at_least_zero),
+    _field("save_every", 60.0, NUMBER, "seconds between checkpoints of a run (each writes history.pkl first)",
+           False, _positive),
+    _field("checkpoint", True, bool, "keep resumable checkpoints (model, optimizer, RNG states) in the run folder"),
+    _field("out_dir", "results", str, "parent folder of the run folders (relative to the app folder)"),
+    _field("progress", True, bool, "tqdm progress bars"),
+    _field("workers", "auto", (int, str), "runs training at the same time: \"auto\" (one per run up to CPU cores / "
+           "threads; 1 run: in this process), 1 (in this process) or N", False, _workers),
+    _field("executor", "local", str, "local (worker processes on this machine) | ray (one Ray task per run)", False,
+           _one_of(EXECUTORS)),
+    _field("ray_address", None, str, "executor=\"ray\": None starts a local Ray; \"auto\" / \"ray://host:port\" "
+           "joins a cluster", True),
+    _field("run_resources", {}, dict, "what one run asks Ray for, e.g. dict(num_cpus=1, num_gpus=0.25)", False,
+           _resources),
+)
+FIELD = {f.name: f for f in FIELDS}
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in FIELDS}
+
+
+class Config(Mapping):
+    """A resolved config: every name of :data:`FIELDS`, read-only. Read as ``config.epochs`` (or
+    ``config["epochs"]``); :meth:`replace` gives a changed copy, checked again."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]):
+        object.__setattr__(self, "_values", dict(values))
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any], source: str = "the config") -> "Config":
+        """Defaults overlaid with ``values``, every value coerced and checked (:func:`validate`)."""
+        if isinstance(values, Config):
+            return values
+        resolved = copy.deepcopy(DEFAULTS)
+        for key, value in values.items():
+            _check_name(key, source)
+            resolved[key] = FIELD[key].coerce(value, source)
+        config = cls(resolved)
+        validate(config)
+        return config
+
+    def replace(self, **changes) -> "Config":
+        return Config.of({**self._values, **changes}, source="a change of the config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no config name {name!r}.{closest_hint(name, DEFAULTS)}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a Config is read-only: use config.replace({name}=...)")
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __reduce__(self):
+        return Config, (self._values,)
+
+    def __repr__(self) -> str:
+        return f"Config({self._values!r})"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Resolved config: defaults, then the file's names, then ``key=value`` overrides.
 
     Raises ConfigError naming the problem (unknown name with the closest known one, a value of
     the wrong type, a malformed override).
     """
-    config = copy.deepcopy(DEFAULTS)
+    values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(_missing_file_message(path))
-        config["name"] = path.stem
-        try:
-            namespace = runpy.run_path(str(path), run_name="__config__")
-        except Exception as exc:  # noqa: BLE001  any error of the user's file
-            raise ConfigError(f"config file {path} failed to run: {_where_in(path, exc)}{type(exc).__name__}: "
-                              f"{exc} (a config is a file of plain Python assignments)") from None
-        for key, value in namespace.items():
-            if key.startswith("_") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
-                continue
+        values["name"] = path.stem
+        for key, value in _file_names(path).items():
             _check_name(key, path)
-            config[key] = coerce(key, value, source=str(path))
+            values[key] = FIELD[key].coerce(value, str(path))
     for arg in overrides:
         key, sep, raw = arg.partition("=")
         key = key.strip().lstrip("-")
         if not sep or not key:
             raise ConfigError(f"override {arg!r} is not of the form key=value (e.g. epochs=3)")
         _check_name(key, "the command line")
-        config[key] = coerce(key, parse_value(raw), source="the command line")
-    validate(config)
-    return config
+        values[key] = FIELD[key].coerce(parse_value(raw), "the command line")
+    return Config.of(values)
+
+
+def _file_names(path: Path) -> dict[str, Any]:
+    """The names a config file assigns (modules, functions, classes and ``_private`` names dropped)."""
+    try:
+        namespace = runpy.run_path(str(path), run_name="__config__")
+    except Exception as exc:  # noqa: BLE001  any error of the user's file
+        raise ConfigError(f"config file {path} failed to run: {_where_in(path, exc)}{type(exc).__name__}: "
+                          f"{exc} (a config is a file of plain Python assignments)") from None
+    return {key: value for key, value in namespace.items()
+            if not key.startswith("_") and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
 
 
 def parse_value(raw: str) -> Any:
@@ -99,55 +269,21 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def validate(config: dict[str, Any]) -> None:
-    """Checks that need more than a type: numbers in range, a usable ``runs`` list."""
-    if config["dtype"] not in DTYPES:
-        raise ConfigError(f"dtype must be one of {DTYPES}, got {config['dtype']!r}")
-    for key in ("epochs", "max_steps", "batch_size", "subset", "log_every", "eval_every", "threads"):
-        value = config[key]
-        if value is not None and (not isinstance(value, int) or value <= 0):
-            raise ConfigError(f"{key} must be a positive integer or None, got {value!r}")
-    for key in ("max_time", "save_every"):
-        if config[key] is not None and config[key] <= 0:
-            raise ConfigError(f"{key} must be positive (seconds), got {config[key]!r}")
-    if config["snapshot_every"] < 0:
-        raise ConfigError(f"snapshot_every must be >= 0, got {config['snapshot_every']!r}")
-    if not config["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in config["seeds"]):
-        raise ConfigError(f"seeds must be a non-empty list of integers, got {config['seeds']!r}")
-    repeated = sorted({s for s in config["seeds"] if config["seeds"].count(s) > 1})
-    if repeated:
-        raise ConfigError(f"seeds {config['seeds']!r} repeat {repeated}: a repeated seed trains the same run twice "
-                          f"and makes the spread over seeds look smaller; give distinct seeds")
+def coerce(key: str, value: Any, source: str) -> Any:
+    """``value`` checked against the field ``key`` (:meth:`Field.coerce`)."""
+    return FIELD[key].coerce(value, source)
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    """What needs more than one field: something that stops the runs, a non-empty ``runs``."""
     if config["epochs"] is None and config["max_steps"] is None and config["max_time"] is None:
         raise ConfigError("nothing would stop the runs: set epochs, max_steps or max_time")
     if not config["runs"]:
         raise ConfigError("`runs` is empty: add at least one dict(algorithm=...) entry")
-    validate_execution(config)
-    for i, run in enumerate(config["runs"]):
-        if not isinstance(run, dict) or "algorithm" not in run:
-            raise ConfigError(f"runs[{i}] must be a dict with an 'algorithm' key, got {run!r}")
-
-
-def validate_execution(config: dict[str, Any]) -> None:
-    """``workers``, ``executor``, ``ray_address`` and ``run_resources``."""
-    from workbench.executors import EXECUTORS
-
-    workers = config["workers"]
-    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"workers must be a positive integer (1: in this process) or \"auto\" (CPU cores / "
-                          f"threads per run), got {workers!r}")
-    if config["executor"] not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {config['executor']!r}"
-                          f"{closest_hint(config['executor'], EXECUTORS)}")
-    resources = config["run_resources"]
-    if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-               for k, v in resources.items()):
-        raise ConfigError(f"run_resources must map Ray resource names to numbers >= 0, e.g. "
-                          f"dict(num_cpus=1, num_gpus=0.25); got {resources!r}")
 
 
 def _check_name(key: str, where) -> None:
-    if key in DEFAULTS:
+    if key in FIELD:
         return
     hint = closest_hint(key, DEFAULTS)
     if key in _algorithm_parameters():
@@ -180,49 +316,22 @@ def app_path(path: str | Path) -> Path:
     return path if path.is_absolute() else APP_FOLDER / path
 
 
-def coerce(key: str, value: Any, source: str) -> Any:
-    """``value`` checked against the type of the default of ``key`` (an int may stand for a float,
-    a bool never stands for a number, None is allowed where the default is None or optional)."""
-    default = DEFAULTS[key]
-    if value is None:
-        if key in ("name", "dataset", "model", "device", "dtype", "runs", "seeds", "out_dir", "data_dir"):
-            raise ConfigError(f"{key} cannot be None (in {source})")
-        return None
-    if key == "seeds" and isinstance(value, int) and not isinstance(value, bool):
-        raise ConfigError(f"seeds must be a list of seeds (in {source}), got the number {value}: "
-                          f"seeds=[{value}] runs seed {value}, seeds=list(range({value})) runs {value} seeds")
-    if key in ("runs",) and isinstance(value, dict):
-        return [value]
-    if key in _TYPES:
-        expected = _TYPES[key]
-    elif default is None:  # optional numeric settings
-        expected = (int, float) if key in ("max_time", "target") else (int,)
-    elif isinstance(default, bool):
-        expected = (bool,)
-    elif isinstance(default, float):
-        expected = (int, float)
-    elif isinstance(default, (list, tuple)):
-        expected = (list, tuple)
-    else:
-        expected = (type(default),)
-    if key == "batch_size":
-        expected = (int,)
-    ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
-    if not ok:
-        names = " or ".join(t.__name__ for t in expected)
-        raise ConfigError(
-            f"{key} must be {names} (in {source}), got {type(value).__name__} {value!r}"
-        )
-    if isinstance(default, float) and isinstance(value, int):
-        value = float(value)
-    if isinstance(value, tuple):
-        value = list(value)
-    return value
-
-
 def _missing_file_message(path: Path) -> str:
     folder = path.parent if str(path.parent) not in ("", ".") else Path("experiments")
     known = sorted(p.name for p in folder.glob("*.py")) if folder.is_dir() else []
     hint = closest_hint(path.name, known)
     listing = f" Configs in {folder}: {', '.join(known)}" if known else ""
     return f"config file {path} does not exist.{hint}{listing}"
+
+
+def markdown_table() -> str:
+    """The README's table of config names, from :data:`FIELDS` (``python -m workbench.config``)."""
+    lines = ["| name | default | meaning |", "| --- | --- | --- |"]
+    for f in FIELDS:
+        meaning = f.help.replace("|", "\\|")
+        lines.append(f"| `{f.name}` | `{f.shown_default}` | {meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from workbench.problem import DataSplit
-from workbench.registry import DATASETS, ConfigError
+from workbench.registry import DATASETS
+from workbench.errors import ConfigError
 
 # Training-set pixel statistics (of x / 255), the usual normalisation constants.
 NORMALISATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}

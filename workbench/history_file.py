@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.record import MetricTable, atomic_write_bytes
+from workbench.files import atomic_write_bytes
+from workbench.metric_table import MetricTable
 
 PROTOCOL = 4
 _STOP, _POP = pickle.STOP, pickle.POP

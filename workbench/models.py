@@ -10,7 +10,8 @@ import math
 import torch
 from torch import nn
 
-from workbench.registry import MODELS, ConfigError, Registry
+from workbench.registry import MODELS, Registry
+from workbench.errors import ConfigError
 
 ACTIVATIONS = Registry("activation")
 # Activation names of every config (mlp, cnn, and families' models: growth adds "relu1").

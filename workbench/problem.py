@@ -1,15 +1,26 @@
-"""A problem = data resident on the run's device + a model factory + one loss convention.
+"""The first stage of the data path: config -> problem = data resident on the run's device + a
+model factory + one loss convention (+ an optional per-batch transform).
 
 Datasets that fit in memory live as one tensor on the device; batches are index selections, so the
-training loop has no DataLoader and no per-image Python work.
+training loop has no DataLoader and no per-image Python work. :func:`load_data` reads the dataset
+once per experiment (on the CPU); :func:`build_problem` places it on a device, in every process
+that trains.
 """
 from __future__ import annotations
 
+import copy
+import inspect
+import math
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from workbench.config import Config, app_path
+from workbench.errors import ConfigError, closest_hint
+from workbench.registry import DATASETS, MODELS, load_for_config
 
 
 @dataclass
@@ -51,6 +62,9 @@ class Problem:
     batch_size: int | None = None
     eval_batch_size: int = 10_000
     planned_steps: int | None = None  # mini-batch steps a run's budget allows (None: time-limited only)
+    # (x, y, generator) -> (x, y): applied to every training batch on the device (augmentation);
+    # ``generator`` is the run's own, so the draws follow the run across executors and resumes
+    batch_transform: Callable | None = None
 
     @property
     def task(self) -> str:
@@ -93,3 +107,110 @@ class Problem:
         if self.task == "classification":
             metrics[f"{prefix}_acc"] = 100.0 * correct.item() / x.shape[0]
         return metrics
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but torch sees no CUDA GPU here; use device='auto' or 'cpu'")
+    return device
+
+
+def load_data(config, quiet: bool = False) -> DataSplit:
+    """The config's dataset on the CPU, ``subset`` applied (loaded once per experiment); a
+    ``subset`` larger than the training set is reported (``quiet``: not)."""
+    config = Config.of(config)
+    load_for_config(config)
+    dataset_fn = DATASETS[config.dataset]
+    try:
+        data = dataset_fn(app_path(config.data_dir), **config.dataset_args)
+    except FileNotFoundError as exc:  # the message says where the files were looked for and how to get them
+        raise ConfigError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"dataset {config.dataset!r}: {exc} (check dataset_args)") from None
+    subset = config.subset
+    if subset is not None:
+        if subset > len(data.x_train) and not quiet:
+            print(f"warning: subset={subset} but {config.dataset!r} has {len(data.x_train)} training examples: "
+                  f"all {len(data.x_train)} are used", file=sys.stderr)
+        # copies, so that the full set is freed and a worker is sent the subset alone
+        data.x_train, data.y_train = data.x_train[:subset].clone(), data.y_train[:subset].clone()
+    return data
+
+
+def build_problem(config, device: torch.device | None = None, data: DataSplit | None = None) -> Problem:
+    """The dataset (loaded, or the given CPU ``data``) moved to the device and dtype, and a model
+    factory. Sets torch's threads (when ``threads`` is set) and subnormal mode for this process
+    (:func:`configure_torch`)."""
+    config = Config.of(config)
+    load_for_config(config)
+    configure_torch(config)
+    device = device or resolve_device(config.device)
+    dtype = getattr(torch, config.dtype)
+    model_fn = MODELS[config.model]
+    data = copy.copy(data) if data is not None else load_data(config, quiet=True)
+
+    def place(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+
+    data.x_train, data.y_train = place(data.x_train), place(data.y_train)
+    data.x_test, data.y_test = place(data.x_test), place(data.y_test)
+
+    def build_model() -> torch.nn.Module:
+        try:
+            model = model_fn(data.input_shape, data.n_outputs, **config.model_args)
+        except TypeError as exc:
+            raise ConfigError(_model_args_message(config, model_fn, exc)) from None
+        except ValueError as exc:
+            raise ConfigError(f"model {config.model!r}: {exc} (check model_args)") from None
+        return model.to(device=device, dtype=dtype)
+
+    return Problem(data=data, build_model=build_model, device=device, dtype=dtype, batch_size=config.batch_size,
+                   planned_steps=planned_steps(config, len(data.x_train)))
+
+
+def planned_steps(config: dict, n_train: int, full_batch: bool = False) -> int | None:
+    """The steps a run's budget allows (``max_steps``, ``epochs``; a full-batch run takes one step
+    an epoch); None when only ``max_time`` limits it."""
+    per_epoch = 1 if (full_batch or config["batch_size"] is None) else math.ceil(n_train / config["batch_size"])
+    budget = [b for b in (config["max_steps"], config["epochs"] and config["epochs"] * per_epoch) if b]
+    return min(budget) if budget else None
+
+
+def _model_args_message(config, model_fn, exc: TypeError) -> str:
+    """The bad ``model_args`` key with the closest valid one, or the TypeError itself."""
+    valid = [p for p in inspect.signature(model_fn).parameters if p not in ("input_shape", "n_outputs")]
+    unknown = [k for k in config.model_args if k not in valid]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(model_fn).parameters.values()):
+        return (f"model {config.model!r} has no argument {unknown[0]!r} in model_args."
+                f"{closest_hint(unknown[0], valid)} Its arguments: {', '.join(valid)}")
+    return f"model {config.model!r}: {exc} (check model_args)"
+
+
+def configure_torch(config) -> None:
+    """This process's torch settings for training: ``threads`` (when set) and the subnormal mode.
+
+    ``flush_denormal`` (default True): CPU arithmetic flushes subnormal floats to zero (below
+    1.2e-38 in float32, 2.2e-308 in float64), which x86 computes about 100x slower; AdamW's first
+    moments of rarely active inputs reach them within a few epochs. The mode is per thread and
+    torch's intra-op threads inherit it when they are created, so it is set here, before the run's
+    first parallel work (in a process whose thread pool already exists, only the calling thread
+    changes)."""
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    torch.set_flush_denormal(bool(config["flush_denormal"]))
+
+
+def subnormals_flushed() -> bool:
+    """Whether this thread's CPU arithmetic flushes subnormals (torch cannot report its mode)."""
+    return bool((torch.tensor([2.0 ** -1070], dtype=torch.float64) * 1.0 == 0.0).item())
+
+
+def cpu_can_flush() -> bool:
+    """Whether this CPU can flush subnormals (``torch.set_flush_denormal`` says so); the mode is left as it was."""
+    before = subnormals_flushed()
+    supported = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(before)
+    return supported

@@ -8,9 +8,6 @@ moved into place with :func:`os.replace`, so a crash never leaves a half-written
 from __future__ import annotations
 
 import datetime as _dt
-import io
-import json
-import math
 import os
 import pickle
 import platform
@@ -18,20 +15,19 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from workbench.registry import ConfigError
+from workbench.errors import ConfigError
+from workbench.files import (HISTORY, LOCK, acquire_lock, atomic_write_bytes, now_iso, release_lock,  # noqa: F401
+                             remove_stale_temporaries)
+from workbench.history_file import HistoryFile
+from workbench.metric_table import MetricTable  # noqa: F401
 
-HISTORY = "history.pkl"
 RECORD_VERSION = 2  # 2: metric columns are float64 arrays (1: lists of floats)
 _RUN_DIR = re.compile(r"^\d{8}-\d{6}(-\d+)?_")
-
-
-def now_iso() -> str:
-    return _dt.datetime.now().isoformat(timespec="seconds")
 
 
 def new_run_dir(out_dir: str | Path, name: str) -> Path:
@@ -55,47 +51,6 @@ def new_run_dir(out_dir: str | Path, name: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a run folder in {out_dir}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``.NAME.<pid>.tmp`` next to ``path``, then rename it over ``path``. A
-    failed write (a full disk) removes its temporary file and raises; ``path`` is untouched."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own leftovers (an earlier failed write) are stale too
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists (another user), or this platform cannot tell: keep it
-    return True
-
-
-def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
-    """Delete the ``.*.<pid>.tmp`` files that a killed writer left in a run folder and its
-    ``checkpoints/`` (those of a process still running are kept); returns what was removed."""
-    run_dir = Path(run_dir)
-    removed = []
-    for folder in (run_dir, run_dir / "checkpoints"):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-            match = re.match(r"^\..+\.(\d+)\.tmp$", tmp.name)
-            if match and not _pid_alive(int(match.group(1))):
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
-    return removed
 
 
 class CorruptRecord(ConfigError):
@@ -127,74 +82,6 @@ def load_history(run_dir: str | Path) -> dict:
     for run in history["runs"]:
         run["metrics"] = {k: np.asarray(v, dtype=np.float64) for k, v in (run.get("metrics") or {}).items()}
     return history
-
-
-LOCK = ".lock"
-
-
-def acquire_lock(run_dir: str | Path) -> Path:
-    """Mark the record as in use by this process (``run_dir/.lock``: pid, host, start time).
-
-    Raises ConfigError if another live process holds it, or if the folder cannot be written
-    (checked here, before anything trains). A lock of a dead process, or our own, is taken over."""
-    run_dir = Path(run_dir)
-    path = run_dir / LOCK
-    mine = json.dumps({"pid": os.getpid(), "host": platform.node(), "since": now_iso(), "command": " ".join(sys.argv)})
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _lock_holder(path)
-            if holder is not None:
-                raise ConfigError(
-                    f"{run_dir} is in use by process {holder['pid']} on {holder['host']} (since {holder['since']}: "
-                    f"{holder.get('command', '?')}). Wait for it to end or stop it (Ctrl-C); if no such process "
-                    f"runs, delete {path}") from None
-            path.unlink(missing_ok=True)
-            continue
-        except OSError as exc:
-            raise ConfigError(f"cannot write in {run_dir} ({exc.strerror or exc}): the record cannot be continued "
-                              f"there. Make the folder writable, or copy it to a writable place and --resume the "
-                              f"copy") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(mine)
-        history = run_dir / HISTORY
-        if history.exists() and not os.access(history, os.W_OK):
-            release_lock(run_dir)
-            raise ConfigError(f"{history} is read-only; make it writable (or copy the folder) to continue the record")
-        return path
-    raise ConfigError(f"could not take {path}; delete it if no process uses {run_dir}")
-
-
-def _lock_holder(path: Path) -> dict | None:
-    """The lock's holder if it is another live process (or one on another host), else None."""
-    try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
-        pid, host = int(holder["pid"]), str(holder["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # half-written by a process killed at that moment
-    if host != platform.node():
-        return holder
-    return holder if _pid_alive(pid) else None
-
-
-def release_lock(run_dir: str | Path) -> None:
-    path = Path(run_dir) / LOCK
-    try:
-        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
-            path.unlink()
-    except (OSError, ValueError):
-        pass
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def run_dirs(out_dir: str | Path = "results") -> list[Path]:
@@ -252,127 +139,148 @@ def to_plain(value: Any) -> Any:
     return repr(value)
 
 
-class MetricTable:
-    """Equal-length float64 columns, NaN where a row did not measure a key (8 B per value).
 
-    Each column is a list of sealed *chunks* (read-only arrays that never change) and an open tail
-    buffer. :meth:`seal` turns the tail into a chunk; :class:`workbench.history_file.HistoryFile`
-    writes every chunk once and refers to it afterwards, so a save costs the new chunks. The
-    tail grows with the table (a quarter of its length), so a column has few chunks."""
 
-    MIN_TAIL = 1024
+FINAL_STATUSES = ("finished", "diverged", "failed")
 
-    def __init__(self, columns: dict | None = None):
-        columns = columns or {}
-        self._chunks: dict[str, list[np.ndarray]] = {}
-        self._sizes: list[int] = []       # the chunk sizes, shared by every column
-        self._sealed = 0                  # rows in chunks
-        self._tail: dict[str, np.ndarray] = {}
-        self._filled = 0                  # rows in the tail
-        self._capacity = self.MIN_TAIL
-        n = len(next(iter(columns.values()))) if columns else 0
-        if n:
-            self._sizes = [n]
-            self._sealed = n
-        for key, values in columns.items():
-            chunk = np.array(values, dtype=np.float64)
-            chunk.flags.writeable = False
-            self._chunks[key] = [chunk] if n else []
-            self._tail[key] = np.full(self._capacity, np.nan)
 
-    def __len__(self) -> int:
-        return self._sealed + self._filled
+class Record:
+    """One experiment's record: the history (the contract's dict), one :class:`MetricTable` per run,
+    ``history.pkl`` (appended saves, :mod:`workbench.history_file`) and the runs' checkpoints.
 
-    def keys(self):
-        return self._chunks.keys()
+    It applies the runs' messages (:mod:`workbench.messages`) and alone decides what is on disk:
+    the history is written before a checkpoint, so a checkpoint is never ahead of the rows. While
+    runs train, their rows live in the tables; ``history["runs"][i]["metrics"]`` is brought up to
+    date by :meth:`close`.
+    """
 
-    def _add_key(self, key: str) -> None:
-        chunks = []
-        for size in self._sizes:
-            chunk = np.full(size, np.nan)
-            chunk.flags.writeable = False
-            chunks.append(chunk)
-        self._chunks[key] = chunks
-        self._tail[key] = np.full(self._capacity, np.nan)
+    def __init__(self, run_dir: str | Path, history: dict):
+        self.run_dir = Path(run_dir)
+        self.history = history
+        self.tables = [MetricTable(run["metrics"]) for run in history["runs"]]
+        self.file = HistoryFile(self.run_dir / HISTORY)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.report: Callable[[str], None] = lambda text: print(text, file=sys.stderr)  # the driver's bars
 
-    def add_row(self, row: dict[str, float]) -> None:
-        if self._filled == self._capacity:
-            self.seal()
-        i = self._filled
-        for key, value in row.items():
-            if key not in self._chunks:
-                self._add_key(key)
-            self._tail[key][i] = value
-        self._filled = i + 1
+    @classmethod
+    def create(cls, run_dir: Path, config: dict, environment: dict) -> "Record":
+        history = {"name": config["name"], "config": to_plain(dict(config)), "created": now_iso(),
+                   "finished": None, "environment": environment, "runs": []}
+        return cls(run_dir, history)
 
-    def seal(self) -> None:
-        """Move the tail's rows into a new chunk of every column."""
-        k = self._filled
-        if k == 0:
-            return
-        full = k == self._capacity
-        for key, tail in self._tail.items():
-            chunk = tail if full else tail[:k].copy()
-            chunk.flags.writeable = False
-            self._chunks[key].append(chunk)
-        self._sizes.append(k)
-        self._sealed += k
-        self._filled = 0
-        self._capacity = max(self.MIN_TAIL, len(self) // 4)
-        self._tail = {key: np.full(self._capacity, np.nan) for key in self._tail}
+    @property
+    def runs(self) -> list[dict]:
+        return self.history["runs"]
 
-    def chunks(self, key: str) -> list[np.ndarray]:
-        """The sealed chunks of a column (call :meth:`seal` first to include every row)."""
-        return self._chunks[key]
+    def ended(self, index: int) -> bool:
+        """Run ``index`` has a final status (a run whose worker was lost has not)."""
+        return index < len(self.runs) and self.runs[index]["status"] in FINAL_STATUSES \
+            and not self.runs[index].get("lost_worker")
 
-    def n_chunks(self) -> int:
-        return len(self._sizes)
+    def checkpoint_path(self, index: int) -> Path:
+        return self.checkpoint_dir / f"run_{index:03d}.pt"
 
-    def consolidate(self) -> None:
-        """One chunk per column."""
-        self.seal()
-        if len(self._sizes) > 1:
-            for key, chunks in self._chunks.items():
-                chunk = np.concatenate(chunks)
-                chunk.flags.writeable = False
-                self._chunks[key] = [chunk]
-            self._sizes = [self._sealed]
+    def save(self) -> None:
+        """Write history.pkl: what changed since the last save is appended."""
+        self.file.save(self.history, self.tables)
 
-    def column(self, key: str) -> np.ndarray:
-        """A new array of the column's ``len(self)`` values."""
-        return np.concatenate([*self._chunks[key], self._tail[key][: self._filled]])
+    def close(self, interrupted: bool) -> None:
+        """The last save: ``finished`` set unless ``interrupted``; the metric columns into the history."""
+        if not interrupted:
+            self.history["finished"] = now_iso()
+        self.save()
+        release_lock(self.run_dir)
+        for run, table in zip(self.runs, self.tables):
+            run["metrics"] = table.columns()
 
-    def columns(self) -> dict[str, np.ndarray]:
-        return {key: self.column(key) for key in self._chunks}
+    # -- a run starts ---------------------------------------------------------------------------
+    def prepare(self, spec: dict, counts_of) -> bytes | None:
+        """The run's record (new, or kept for a resume) and the checkpoint to continue from.
 
-    def last(self, key: str, default: float = math.nan) -> float:
-        if key not in self._chunks or not len(self):
-            return default
-        if self._filled:
-            return float(self._tail[key][self._filled - 1])
-        return float(self._chunks[key][-1][-1])
+        A checkpoint is used only if the rows and snapshots it counts (``counts_of(bytes) -> (step,
+        rows, snapshots)``) are all on disk; the rows recorded after it are dropped (its steps are
+        redone). Otherwise the run starts afresh (None)."""
+        index = spec["index"]
+        if index == len(self.runs):
+            self.runs.append(_new_run(spec))
+            self.tables.append(MetricTable())
+        run, table = self.runs[index], self.tables[index]
+        run["status"], run["error"] = "running", None
+        path = self.checkpoint_path(index)
+        if not (path.is_file() and len(table)):
+            return None
+        data = path.read_bytes()
+        step, rows, snapshots = counts_of(data)
+        if rows > len(table) or snapshots > len(run["snapshots"].get("step", [])):
+            self.report(f"{spec['label']} seed={spec['seed']}: its checkpoint (step {step}) is ahead of the rows "
+                        f"on disk; training it again from the start")
+            return None
+        table.truncate(rows)
+        for column in run["snapshots"].values():
+            del column[snapshots:]
+        return data
 
-    def truncate(self, n: int) -> None:
-        """Keep the first ``n`` rows."""
-        if n >= len(self):
-            return
-        self.seal()
-        sizes, kept = [], 0
-        for size in self._sizes:
-            if kept + size > n:
-                break
-            sizes.append(size)
-            kept += size
-        for key, chunks in self._chunks.items():
-            rest = chunks[len(sizes)][: n - kept].copy() if n > kept else None
-            del chunks[len(sizes):]
-            if rest is not None:
-                rest.flags.writeable = False
-                chunks.append(rest)
-        if n > kept:
-            sizes.append(n - kept)
-        self._sizes, self._sealed = sizes, n
+    # -- messages -----------------------------------------------------------------------------------
+    def apply(self, message) -> None:
+        """Fold one message of a run into the record (:class:`~workbench.messages.Progress` has
+        nothing to record)."""
+        from workbench import messages as m
 
-    def clear(self) -> None:
-        """No rows and no columns."""
-        self.__init__()
+        run = self.runs[message.index]
+        match message:
+            case m.Start(where=where):
+                run["where"] = where
+            case m.Reset(info=info, facts=facts):
+                self.tables[message.index].clear()
+                run["metrics"], run["snapshots"], run["info"], run["summary_facts"] = {}, {}, info, facts
+            case m.Rows(rows=rows):
+                table = self.tables[message.index]
+                for row in rows:
+                    table.add_row(row)
+            case m.Snapshot(values=values):
+                for key, value in values.items():
+                    run["snapshots"].setdefault(key, []).append(value)
+            case m.Checkpoint(data=data):
+                self.write_checkpoint(message.index, data)
+            case m.Done(status=status, error=error):
+                self.finish(message.index, status, error)
+
+    def write_checkpoint(self, index: int, data: bytes | None) -> None:
+        """The history first, then the checkpoint. If the history cannot be written (a full
+        disk), the checkpoint is not written either and the run goes on; the next save tries
+        again (the rows stay in memory)."""
+        target = self.run_dir / HISTORY
+        try:
+            self.save()
+            if data is not None:
+                target = self.checkpoint_path(index)
+                self.checkpoint_dir.mkdir(exist_ok=True)
+                atomic_write_bytes(target, data)
+        except OSError as exc:
+            self.report(f"warning: could not write {target} ({exc}); training goes on and the next save tries "
+                        "again (what is on disk still agrees: no checkpoint is ahead of the history)")
+
+    def finish(self, index: int, status: str, error: str | None) -> None:
+        run = self.runs[index]
+        run["status"], run["error"] = status, error
+        run.pop("lost_worker", None)
+        if status in FINAL_STATUSES:
+            self.checkpoint_path(index).unlink(missing_ok=True)
+        self.save()
+
+    def fail_lost(self, index: int, error: str) -> None:
+        """A run whose worker died twice: failed, resumable."""
+        run = self.runs[index]
+        run["status"], run["error"], run["lost_worker"] = "failed", error, True
+        self.save()
+
+    def stop_running(self) -> None:
+        for run in self.runs:
+            if run["status"] == "running":
+                run["status"] = "stopped"
+
+
+def _new_run(spec: dict) -> dict:
+    return {"label": spec["label"], "algorithm": spec["algorithm"], "params": to_plain(spec["params"]),
+            "seed": spec["seed"], "status": "running", "error": None, "info": {}, "metrics": {}, "snapshots": {},
+            "where": None}

@@ -6,18 +6,9 @@ and the closest match.
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """A config, override or name the workbench cannot use; the message says how to fix it."""
-
-
-def closest_hint(name: str, candidates) -> str:
-    """' Did you mean X?' when a candidate is close to ``name``, else ''."""
-    match = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean {match[0]!r}?" if match else ""
+from workbench.errors import ConfigError, closest_hint
 
 
 class Registry(dict):
@@ -122,3 +113,9 @@ def load_for(names: dict[str, list[str]], plots: bool = False) -> None:
                 found[kind] |= hits[kind]
     if any(wanted[kind] - found[kind] - set(_KINDS[kind]) for kind in _KINDS):
         load_all(plots)
+
+
+def load_for_config(config) -> None:
+    """Fill the registries with the families a config names (and the framework's own entries)."""
+    load_for({"algorithms": [entry.get("algorithm") for entry in config["runs"]],
+              "datasets": [config["dataset"]], "models": [config["model"]]})

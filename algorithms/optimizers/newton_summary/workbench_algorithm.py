@@ -39,7 +39,8 @@ from algorithms.optimizers.newton_summary.optimizer import NewtonSummary
 from algorithms.optimizers.newton_summary.summaries import choose_backend
 from workbench.algorithm import Algorithm, register_algorithm
 from workbench.models import mlp
-from workbench.registry import MODELS, ConfigError
+from workbench.registry import MODELS
+from workbench.errors import ConfigError
 
 NAME_GROUPS = "name_groups"  # info key (read by ..plots): the parameter names of each subset
 PARTITIONS = {"canonical": _partition.canonical, "wb": _partition.wb, "trivial": _partition.trivial}
