@@ -55,6 +55,7 @@ def config_path(name: str) -> Path:
 
 def list_registered() -> str:
     from workbench.config import FIELDS
+    from workbench.params import describe
     from workbench.registry import ALGORITHMS, DATASETS, MODELS, load_all
 
     load_all()
@@ -65,6 +66,8 @@ def list_registered() -> str:
             doc = (registry[name].__doc__ or "").strip().splitlines()
             summary = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc[0]) if doc else ""
             lines.append(f"  {name:<26} {summary.replace('``', '')}")
+            if registry is ALGORITHMS:
+                lines.extend(f"      {line}" for line in describe(registry[name].PARAMS))
     lines.append("config names (name = default: meaning):")
     for field in FIELDS:
         lines.append(f"  {field.name} = {field.default!r}: {field.help}")

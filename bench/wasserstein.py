@@ -139,11 +139,11 @@ def bench_jko(sizes, n_iter: int, device: torch.device = torch.device("cpu")) ->
             rows.append((N, eps, it_log))
             print(f"{N:>6} {eps:>7.0e} {it_log:>15.3f} {it_ref:>16.3f} {it_log / it_ref:>17.2f} "
                   f"{same:>17.1e} {str(ref_ok):>13} {str(log_ok):>12} {it_log / moderate_ref:>17.2f}")
-        # what ReluJKO's later steps do: warm-started from the previous step's log b
+        # what ReLUJKO's later steps do: warm-started from the previous step's log b
         it_warm = 1e3 * t["ours 1e-4 w"] / n_iter
         print(f"{N:>6} {'1e-04 w':>7} {it_warm:>15.3f} {'':>16} {'':>17} {'':>17} {'':>13} "
               f"{str(bool(torch.isfinite(out['ours 1e-4 w'].p).all())):>12} {it_warm / moderate_ref:>17.2f}")
-    print("(1e-04 w: warm-started from the previous step's log b, as ReluJKO's later steps are; "
+    print("(1e-04 w: warm-started from the previous step's log b, as ReLUJKO's later steps are; "
           "medians of interleaved calls)")
     for eps in (0.05, 1e-4):
         pts = [(N, t) for N, e, t in rows if e == eps]

@@ -80,3 +80,30 @@ def test_seeds_are_passed_not_read_from_torch(tiny_config, algorithm):
         algo = cls(problem, problem.build_model(), seed=seed, **params)
         streams.append(draw(algo))
     assert torch.equal(streams[0], streams[1]) and not torch.equal(streams[0], streams[2])
+
+
+@pytest.mark.parametrize("algorithm", sorted(n for n in ALGORITHMS if not n.startswith("_")))
+def test_every_parameter_is_declared_with_help_and_its_default_passes_its_check(algorithm):
+    """One declaration per parameter (default, help, check): --list and the docs read it."""
+    from workbench.params import Param
+
+    cls = ALGORITHMS[algorithm]
+    assert cls.PARAMS and all(isinstance(p, Param) for p in cls.PARAMS.values())
+    assert cls.defaults == {name: p.default for name, p in cls.PARAMS.items()}
+    for name, param in cls.PARAMS.items():
+        assert param.help.strip(), f"{algorithm}.{name} has no help"
+        assert param.problem(param.default) is None, f"{algorithm}.{name}: its default fails its own check"
+
+
+def test_param_checks_name_what_is_wrong():
+    from workbench.params import at_least, in_interval, int_at_least, list_of, one_of, optional, positive
+
+    assert positive(0) == "must be > 0" and positive(True) == "must be > 0" and positive(1e-9) is None
+    assert at_least(0)(-1) == "must be >= 0" and at_least(0)(0) is None
+    assert int_at_least(1)(1.0) == "must be an int >= 1" and int_at_least(1)(2) is None
+    assert in_interval(0, 1, "left")(1) == "must be in [0, 1)" and in_interval(0, 1, "left")(0) is None
+    assert in_interval(0, 1, "right")(0) == "must be in (0, 1]" and in_interval(0, 1, "right")(1) is None
+    assert one_of("a", "b")("c") == "must be one of 'a', 'b'"
+    assert optional(positive)(None) is None and optional(positive)(-1) == "must be > 0 or None"
+    assert list_of(positive)([1, 2]) is None and list_of(positive)([]) is not None
+    assert list_of(positive)([1, -2]) == "must be a non-empty list of values, each > 0"

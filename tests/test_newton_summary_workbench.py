@@ -169,7 +169,7 @@ def test_no_compiler_on_path_means_no_compiled_backend(monkeypatch):
     assert not available and "not on PATH" in why
 
 
-def test_the_workbench_picks_the_backend_from_the_run_length_and_says_so(tiny_config, monkeypatch, capsys):
+def test_the_workbench_picks_the_backend_from_the_run_length_and_says_so(tiny_config, monkeypatch):
     from algorithms.optimizers.newton_summary import summaries, workbench_algorithm
 
     monkeypatch.setattr(summaries, "compiled_backend_available", lambda device: (True, ""))
@@ -180,11 +180,11 @@ def test_the_workbench_picks_the_backend_from_the_run_length_and_says_so(tiny_co
                                                      (3 * n, 10, "compiled", False),
                                                      (10 * cached - 10, 10, "reverse", False)):
         problem = build_problem(_config(tiny_config, max_steps=max_steps))
-        algo = cls(problem, problem.build_model(), period_hg=period, hg_batch_size=16)
+        with pytest.warns(RuntimeWarning, match=f"backend=auto refreshes with {want!r}"):
+            algo = cls(problem, problem.build_model(), period_hg=period, hg_batch_size=16)
         assert algo.backend == want and algo.info()["backend"] == want
         assert algo.optimizer.param_groups[0]["backend"] == want
         assert algo.optimizer.compile_missing == compile_missing or want == "reverse"
-        assert f"backend=auto refreshes with {want!r}" in capsys.readouterr().err
     explicit = cls(problem, problem.build_model(), period_hg=3, hg_batch_size=16, backend="reverse")
     assert explicit.backend == "reverse" and not explicit.optimizer.compile_fallback
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from algorithms.shallow.jko import cost_matrix, jko_step, log_kernel, plan
-from algorithms.shallow.workbench_algorithms import ReluJKO
+from algorithms.shallow.workbench_algorithms import ReLUJKO
 from algorithms.shallow.workbench_data import relu_grid
 from algorithms.shallow.jko_prox import QuadraticEnergy, kl_divergence, make_prox
 from workbench.problem import DataSplit, Problem
@@ -195,7 +195,7 @@ def test_relu_jko_algorithm_conserves_mass_and_resumes():
     problem, x, y = _jko_problem()
     model = relu_grid((1,), 1, kind="circle", n=24, signs="both", mass=2.0)
     params = dict(tau=0.05, epsilon=0.05, prox_solver="torch", tol=1e-11, check_every=1)
-    algo = ReluJKO(problem, copy.deepcopy(model), **params)
+    algo = ReLUJKO(problem, copy.deepcopy(model), **params)
     first = algo.step(x, y)
     assert first["total_mass"] == pytest.approx(2.0, abs=1e-10)
     state = copy.deepcopy(algo.state_dict())
@@ -207,7 +207,7 @@ def test_relu_jko_algorithm_conserves_mass_and_resumes():
     assert snap["p"].shape == (48,) and (snap["p"] >= 0).all()
     info = algo.info()
     assert info["grid_kind"] == "circle" and info["grid"].shape == (48, 2)
-    resumed = ReluJKO(problem, copy.deepcopy(model), **params)
+    resumed = ReLUJKO(problem, copy.deepcopy(model), **params)
     resumed.load_state_dict(state)
     again = resumed.step(x, y)
     torch.testing.assert_close(resumed.p, algo.p, rtol=0, atol=1e-14)
@@ -218,27 +218,27 @@ def test_relu_jko_algorithm_conserves_mass_and_resumes():
 def test_relu_jko_solvers_give_the_same_step(solver):
     problem, x, y = _jko_problem()
     model = relu_grid((1,), 1, kind="plane", n=4, signs="both")
-    ref = ReluJKO(problem, copy.deepcopy(model), tau=0.1, epsilon=0.1, tol=1e-9)
-    other = ReluJKO(problem, copy.deepcopy(model), tau=0.1, epsilon=0.1, tol=1e-9, prox_solver=solver)
+    ref = ReLUJKO(problem, copy.deepcopy(model), tau=0.1, epsilon=0.1, tol=1e-9)
+    other = ReLUJKO(problem, copy.deepcopy(model), tau=0.1, epsilon=0.1, tol=1e-9, prox_solver=solver)
     ref.step(x, y)
     other.step(x, y)
     assert float((other.p - ref.p).norm() / ref.p.norm()) < 1e-5
 
 
 def test_relu_jko_rejects_bad_parameters_and_models():
-    with pytest.raises(ValueError, match="prox_solver must be one of torch, scipy, cvxpy, got 'ecos'"):
-        ReluJKO.check_params(ReluJKO.resolve_params({"prox_solver": "ecos"}))
+    with pytest.raises(ValueError, match="prox_solver must be one of 'torch', 'scipy', 'cvxpy', got 'ecos'"):
+        ReLUJKO.check_params(ReLUJKO.resolve_params({"prox_solver": "ecos"}))
     with pytest.raises(ValueError, match="epsilon must be > 0, got -1.0"):
-        ReluJKO.check_params(ReluJKO.resolve_params({"epsilon": -1.0}))
-    params = ReluJKO.resolve_params({})
+        ReLUJKO.check_params(ReLUJKO.resolve_params({"epsilon": -1.0}))
+    params = ReLUJKO.resolve_params({})
     with pytest.raises(ValueError, match="relu_jko needs a two-layer ReLU model"):
-        ReluJKO.check_model(torch.nn.Linear(1, 1), params)
+        ReLUJKO.check_model(torch.nn.Linear(1, 1), params)
     empty = relu_grid((1,), 1, n=8)
     with torch.no_grad():
         empty.a.zero_()
     with pytest.raises(ValueError, match="zero total mass"):
-        ReluJKO.check_model(empty, params)
-    ReluJKO.check_model(relu_grid((1,), 1, n=8), params)
+        ReLUJKO.check_model(empty, params)
+    ReLUJKO.check_model(relu_grid((1,), 1, n=8), params)
 
 
 def test_log_matvec_matches_logsumexp_even_when_the_kernel_underflows():
@@ -276,7 +276,7 @@ def test_stabilised_scalings_agree_with_the_exact_log_domain(eps, warm, zeros):
     logK = log_kernel(cost_matrix(grid), eps)
     lam = 0.1 / eps
     g0 = None
-    if warm:  # the previous step's potentials, as ReluJKO passes them
+    if warm:  # the previous step's potentials, as ReLUJKO passes them
         g0 = _log_domain_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), lam), tol=1e-12, max_iter=20000).g
     fast = jko_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), lam), tol=1e-12, max_iter=20000, g0=g0)
     exact = _log_domain_step(q, logK, make_prox("torch", QuadraticEnergy(V=V), lam), tol=1e-12, max_iter=20000, g0=g0)

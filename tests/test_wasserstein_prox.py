@@ -8,7 +8,7 @@ import torch
 from algorithms.shallow.distances import wasserstein2
 from algorithms.shallow.model import TwoLayerReLU, add_bias, gradients
 from algorithms.shallow.prox import ProxPoint
-from algorithms.shallow.workbench_algorithms import ReluProx
+from algorithms.shallow.workbench_algorithms import ReLUProx
 from workbench.problem import DataSplit, Problem
 
 F64 = torch.float64
@@ -93,7 +93,7 @@ def test_relu_prox_metrics_snapshot_and_resume():
     params = dict(distance="sliced_wasserstein2", gamma=0.05, inner_steps=15, inner_lr=0.02,
                   reset_inner_state=False, n_projections=16)
     torch.manual_seed(3)
-    algo = ReluProx(problem, copy.deepcopy(model), **params)
+    algo = ReLUProx(problem, copy.deepcopy(model), **params)
     m0 = algo.step(x, y)
     for key in ("train_loss", "prox_objective", "prox_distance", "inner_steps", "inner_grad_norm", "inner_lr"):
         assert key in m0
@@ -104,7 +104,7 @@ def test_relu_prox_metrics_snapshot_and_resume():
     state = copy.deepcopy(algo.state_dict())
     m1 = algo.step(x, y)
     torch.manual_seed(99)
-    resumed = ReluProx(problem, copy.deepcopy(model), **params)
+    resumed = ReLUProx(problem, copy.deepcopy(model), **params)
     resumed.load_state_dict(state)
     r1 = resumed.step(x, y)
     torch.testing.assert_close(resumed.model.W, algo.model.W, rtol=0, atol=0)
@@ -115,6 +115,6 @@ def test_relu_prox_metrics_snapshot_and_resume():
 def test_relu_prox_rejects_bad_parameters():
     x, y, W, a = _network()
     with pytest.raises(ValueError, match="distance"):
-        ReluProx(_problem(x, y), TwoLayerReLU(W, a), distance="wasser")
+        ReLUProx(_problem(x, y), TwoLayerReLU(W, a), distance="wasser")
     with pytest.raises(ValueError, match="gamma"):
-        ReluProx(_problem(x, y), TwoLayerReLU(W, a), gamma=0.0)
+        ReLUProx(_problem(x, y), TwoLayerReLU(W, a), gamma=0.0)

@@ -1,12 +1,14 @@
 """The contract between the runner and a training method.
 
 The runner owns the loop, the clock, the batch order, the record and the files; an algorithm owns
-its model and its update. A subclass declares every parameter it accepts in ``defaults`` (a config
-entry with any other key is an error) and implements :meth:`step`.
+its model and its update. A subclass declares every parameter it accepts in ``PARAMS`` (name ->
+:class:`workbench.params.Param`: default, help, value check; a config entry with any other key is
+an error, a value its check refuses too) and implements :meth:`step`.
 
 Lifecycle, per (run entry, seed)::
 
-    cls.check_params(params)                  # before any run folder: the values alone
+    cls.resolve_params(given)                 # defaults filled in, each value checked by its Param
+    cls.check_params(params)                  # before any run folder: the values together
     cls.check_model(model, params)            # before any run folder: the values with the model
     algo = cls(problem, model, seed, **params)  # model: a fresh copy of the seed's initial weights
     algo.info()                               # static facts recorded once
@@ -24,8 +26,9 @@ from typing import Any
 
 import torch
 
-from workbench.registry import ALGORITHMS
 from workbench.errors import ConfigError, closest_hint
+from workbench.params import Param
+from workbench.registry import ALGORITHMS
 
 
 class Algorithm:
@@ -33,9 +36,11 @@ class Algorithm:
 
     Class attributes
     ----------------
+    PARAMS : dict[str, Param]
+        Every accepted parameter: default, one line of help, value check. ``label`` and
+        ``algorithm`` are handled by the runner and never reach the constructor.
     defaults : dict
-        Every accepted parameter with its default. ``label`` and ``algorithm`` are handled by the
-        runner and never reach the constructor.
+        Derived from ``PARAMS`` (a subclass that sets only ``defaults`` gets undocumented Params).
     full_batch : bool
         True if each step uses the whole training set (convex solve, prox point, JKO); the runner
         then passes the full tensors and counts one step as one epoch.
@@ -50,10 +55,18 @@ class Algorithm:
         the runner records a final row and ends the run as ``finished``.
     """
 
+    PARAMS: dict[str, Param] = {}
     defaults: dict[str, Any] = {}
     full_batch: bool = False
     wants_row: bool = False
     converged: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "PARAMS" in cls.__dict__:
+            cls.defaults = {name: p.default for name, p in cls.PARAMS.items()}
+        elif "defaults" in cls.__dict__:
+            cls.PARAMS = {name: Param(value, "") for name, value in cls.defaults.items()}
 
     def __init__(self, problem, model: torch.nn.Module, seed: int | None = None, **params):
         """``params`` as the runner passes them: resolved and checked. Missing keys take their
@@ -84,11 +97,17 @@ class Algorithm:
             )
         for key, value in params.items():
             _check_number(key, cls.defaults[key], value)
-        return {**cls.defaults, **params}
+        resolved = {**cls.defaults, **params}
+        for key, value in resolved.items():
+            problem = cls.PARAMS[key].problem(value)
+            if problem:
+                raise ConfigError(f"{key} {problem}, got {value!r}")
+        return resolved
 
     @classmethod
     def check_params(cls, params: dict) -> None:
-        """Raise ValueError for parameter values that cannot work (called before any training).
+        """Raise ValueError for parameter values that cannot work together (called before any
+        training, after each value passed its own ``Param`` check).
 
         ``params`` are resolved (every default filled in). The base class accepts everything."""
 

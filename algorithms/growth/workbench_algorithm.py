@@ -39,6 +39,7 @@ from algorithms.growth.activations import ReLUDerivativeOneAtZero
 from algorithms.growth.growing_mlp import GrowingMLP
 from algorithms.growth.optimizer_state import carry_optimizer_state
 from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
+from workbench.params import Param, at_least, int_at_least, list_of, one_of, positive
 from workbench.models import ACTIVATIONS, make_activation
 from workbench.problem import DataSplit
 from workbench.registry import DATASETS, MODELS
@@ -102,74 +103,51 @@ def multi_sin(data_dir=None, n=10000, n_test=1000, d_in=10, d_out=3, seed=0) -> 
 
 @register_algorithm("growth")
 class Growth(Algorithm):
-    """Train a ``growing_mlp`` and grow its hidden layers with TINY, GradMax or random neurons.
+    """Train a ``growing_mlp`` and grow its hidden layers with TINY, GradMax or random neurons
+    (parameters: ``PARAMS``)."""
 
-    Parameters
-    ----------
-    method : "tiny" | "gradmax" | "random" | "none" (no growth: a fixed-size baseline)
-    grow_every : growth interval (0: never), in ``grow_unit`` ("steps" or "epochs")
-    neurons_per_growth : at most this many neurons per growth (TINY / GradMax also keep only
-        singular values >= min(statistical_threshold, lambda_max), and k <= min(r, q))
-    target_width : int or one int per hidden layer; a layer stops growing there
-    start_width : None (the model's widths) or int / list: rebuild the model at these widths before
-        training (the way to give a fixed-size baseline its width within one config)
-    layer_choice : "best" (largest D, or gradient norm for GradMax / random) or "round_robin"
-    amplitude : "auto" (TINY: line_search, GradMax / random: norm), "line_search", "norm", "unit"
-        (gamma = 1 as solved)
-    gamma_grid : candidate gammas (> 0) of the line search; when the largest one is best, gamma
-        keeps doubling (at most ``gamma_expand`` times) while the loss still decreases
-    gradmax_scale : norm rule factor for GradMax / random outgoing weights
-    statistics_samples : training examples used for the statistics and the line search
-    statistical_threshold : TINY / GradMax singular value threshold
-    whitening : TINY's S2^{-1/2}: "auto" (Cholesky route if S2 is invertible, else eigh), "ridge"
-        (S2 + 1e-6 I: fast also when S2 is singular, e.g. constant MNIST pixels), "eigh"
-    optimizer, optimizer_args : torch.optim class name and its keyword arguments
-    """
-
-    defaults = dict(method="tiny", grow_every=100, grow_unit="steps", neurons_per_growth=2,
-                    target_width=64, start_width=None, layer_choice="best", amplitude="auto",
-                    gamma_grid=[1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0], gamma_expand=6,
-                    gradmax_scale=0.5, statistics_samples=1024, statistical_threshold=1e-3, whitening="auto",
-                    optimizer="SGD", optimizer_args={"lr": 0.01})
+    PARAMS = dict(
+        method=Param("tiny", "tiny | gradmax | random | none (no growth: a fixed-size baseline)",
+                     one_of("tiny", "gradmax", "random", "none")),
+        grow_every=Param(100, "growth interval (0: never), in grow_unit", int_at_least(0)),
+        grow_unit=Param("steps", "steps | epochs", one_of("steps", "epochs")),
+        neurons_per_growth=Param(2, "at most this many neurons per growth (TINY / GradMax also keep only singular "
+                                 "values >= min(statistical_threshold, lambda_max), and k <= min(r, q))",
+                                 int_at_least(1)),
+        target_width=Param(64, "int, or one int per hidden layer: a layer stops growing there", number=True),
+        start_width=Param(None, "None (the model's widths) or int / list: rebuild the model at these widths "
+                          "before training (a fixed-size baseline's width within one config)", number=True),
+        layer_choice=Param("best", "best (largest D, or gradient norm for GradMax / random) | round_robin",
+                           one_of("best", "round_robin")),
+        amplitude=Param("auto", "auto (TINY: line_search, GradMax / random: norm) | line_search | norm | unit "
+                        "(gamma = 1 as solved)", one_of("auto", "line_search", "norm", "unit")),
+        gamma_grid=Param([1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0], "candidate gammas of the line "
+                         "search; when the largest is best, gamma keeps doubling (at most gamma_expand times) "
+                         "while the loss still decreases", list_of(positive), number=True),
+        gamma_expand=Param(6, "doublings of gamma beyond the grid", int_at_least(0)),
+        gradmax_scale=Param(0.5, "norm rule factor for GradMax / random outgoing weights", positive),
+        statistics_samples=Param(1024, "training examples used for the statistics and the line search",
+                                 int_at_least(1)),
+        statistical_threshold=Param(1e-3, "TINY / GradMax singular value threshold", at_least(0)),
+        whitening=Param("auto", "TINY's S2^{-1/2}: auto (Cholesky if S2 is invertible, else the pseudo-inverse) "
+                        "| cholesky | ridge (S2 + 1e-6 I) | eigh", one_of("auto", "cholesky", "ridge", "eigh")),
+        optimizer=Param("SGD", "torch.optim class name (case-insensitive)"),
+        optimizer_args=Param({"lr": 0.01}, "keyword arguments of the optimizer"),
+    )
 
     @classmethod
     def check_params(cls, params: dict) -> None:
         method = params["method"]
-        if method not in ("tiny", "gradmax", "random", "none"):
-            raise ValueError(f"method must be tiny, gradmax, random or none, got {method!r}")
-        if params["grow_unit"] not in ("steps", "epochs"):
-            raise ValueError(f"grow_unit must be 'steps' or 'epochs', got {params['grow_unit']!r}")
-        if not isinstance(params["grow_every"], int) or params["grow_every"] < 0:
-            raise ValueError(f"grow_every must be an int >= 0, got {params['grow_every']!r}")
-        if not isinstance(params["neurons_per_growth"], int) or params["neurons_per_growth"] < 1:
-            raise ValueError(f"neurons_per_growth must be an int >= 1, got {params['neurons_per_growth']!r}")
-        if params["layer_choice"] not in ("best", "round_robin"):
-            raise ValueError(f"layer_choice must be 'best' or 'round_robin', got {params['layer_choice']!r}")
         amplitude = cls._amplitude_rule(method, params["amplitude"])
         if method in ("gradmax", "random") and amplitude == "line_search":
             raise ValueError(f"{method} neurons preserve the function: every gamma gives the same loss, "
                              "so a line search cannot set their amplitude; use amplitude='norm'")
         if method == "tiny" and amplitude == "norm":
             raise ValueError("amplitude='norm' is GradMax's rule; TINY uses 'line_search' or 'unit'")
-        grid = params["gamma_grid"]
-        if not grid or any(not isinstance(g, (int, float)) or not g > 0 for g in grid):
-            raise ValueError(f"gamma_grid must be a non-empty list of gammas > 0, got {grid!r}")
-        if not isinstance(params["gamma_expand"], int) or params["gamma_expand"] < 0:
-            raise ValueError(f"gamma_expand must be an int >= 0, got {params['gamma_expand']!r}")
-        if not params["gradmax_scale"] > 0:
-            raise ValueError(f"gradmax_scale must be > 0, got {params['gradmax_scale']!r}")
-        if not isinstance(params["statistics_samples"], int) or params["statistics_samples"] < 1:
-            raise ValueError(f"statistics_samples must be an int >= 1, got {params['statistics_samples']!r}")
-        if params["whitening"] not in ("auto", "cholesky", "ridge", "eigh"):
-            raise ValueError(f"whitening must be auto, cholesky, ridge or eigh, got {params['whitening']!r}")
-        if params["statistical_threshold"] < 0:
-            raise ValueError("statistical_threshold must be >= 0")
         torch_optimizer_class(params["optimizer"])(torch.nn.Linear(1, 1).parameters(), **params["optimizer_args"])
 
     @staticmethod
     def _amplitude_rule(method: str, amplitude: str) -> str:
-        if amplitude not in ("auto", "line_search", "norm", "unit"):
-            raise ValueError(f"amplitude must be auto, line_search, norm or unit, got {amplitude!r}")
         if amplitude == "auto":
             return "line_search" if method == "tiny" else "norm"
         return amplitude

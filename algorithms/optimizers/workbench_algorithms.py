@@ -1,15 +1,10 @@
 """Registered workbench algorithms of the optimizers family: one ``torch.optim.Optimizer`` each.
 
-Config names and parameters (every parameter has a default; an unknown one is a ConfigError):
-
-- ``sgd``: torch.optim.SGD(lr, momentum, dampening, weight_decay, nesterov)
-- ``adamw``: torch.optim.AdamW(lr, betas, eps, weight_decay, amsgrad), fused kernel where torch has one
-- ``persistent_sgd``: :class:`PersistentSGD` (lr, decay)
-- ``adema``: :class:`AdEMA` (lr, beta, decay)
-
-Each records its effective step size (:meth:`effective_step_size`) as the summary table's
-``eff. step`` column.
-Hyperparameter errors raised by the optimizer constructors (ValueError) propagate unchanged.
+Config names ``sgd``, ``adamw`` (fused kernel where torch has one), ``persistent_sgd`` and
+``adema``; each declares its parameters in ``PARAMS`` (default and help; the value ranges are the
+optimizer constructors' own checks, run by ``check_params`` before any run folder exists, whose
+ValueErrors propagate unchanged). Each records its effective step size
+(:meth:`effective_step_size`) as the summary table's ``eff. step`` column.
 """
 from __future__ import annotations
 
@@ -21,6 +16,7 @@ import torch
 from algorithms.optimizers.adema import AdEMA
 from algorithms.optimizers.persistent_sgd import PersistentSGD
 from workbench.algorithm import OptimizerAlgorithm, register_algorithm
+from workbench.params import Param
 
 # Devices on which torch.optim.AdamW(fused=True) has kernels for every floating dtype we use.
 _FUSED_DEVICES = ("cuda", "cpu")
@@ -30,6 +26,11 @@ def constructor_defaults(optimizer_class) -> dict[str, Any]:
     """The keyword defaults of an optimizer's constructor (the one place they are written)."""
     return {name: p.default for name, p in inspect.signature(optimizer_class).parameters.items()
             if p.default is not p.empty and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def documented(optimizer_class, helps: dict[str, str]) -> dict[str, Param]:
+    """``PARAMS`` from the constructor's defaults and one line of help per parameter."""
+    return {name: Param(default, helps[name]) for name, default in constructor_defaults(optimizer_class).items()}
 
 
 class _StepSizeAlgorithm(OptimizerAlgorithm):
@@ -49,7 +50,10 @@ class _StepSizeAlgorithm(OptimizerAlgorithm):
 class SGDAlgorithm(_StepSizeAlgorithm):
     """torch.optim.SGD (lr, momentum, dampening, weight_decay, nesterov); step size lr(1-damp.)/(1-mom.)."""
 
-    defaults = dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
+    PARAMS = dict(lr=Param(1e-3, "learning rate"), momentum=Param(0.0, "momentum factor, in [0, 1)"),
+                  dampening=Param(0.0, "dampening of the momentum buffer"),
+                  weight_decay=Param(0.0, "L2 penalty added to the gradient"),
+                  nesterov=Param(False, "Nesterov momentum"))
 
     @classmethod
     def build_optimizer(cls, parameters, *, lr, momentum, dampening, weight_decay, nesterov):
@@ -71,7 +75,11 @@ class AdamWAlgorithm(_StepSizeAlgorithm):
     torch 2.4; the fastest of torch's kernels, bench/optimizers_foreach.py), else the foreach kernel.
     """
 
-    defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False)
+    PARAMS = dict(lr=Param(1e-3, "learning rate"),
+                  betas=Param((0.9, 0.999), "decay rates of the first and second moment averages", number=True),
+                  eps=Param(1e-8, "added to the denominator"),
+                  weight_decay=Param(0.01, "decoupled weight decay (p -= lr * weight_decay * p)"),
+                  amsgrad=Param(False, "AMSGrad's maximum of the second moments"))
 
     @classmethod
     def build_optimizer(cls, parameters, *, lr, betas, eps, weight_decay, amsgrad):
@@ -88,7 +96,7 @@ class AdamWAlgorithm(_StepSizeAlgorithm):
 class PersistentSGDAlgorithm(_StepSizeAlgorithm):
     """PersistentSGD = heavy-ball momentum (lr, decay); effective step size lr / (1 - decay)."""
 
-    defaults = constructor_defaults(PersistentSGD)
+    PARAMS = documented(PersistentSGD, {"lr": "learning rate", "decay": "momentum decay of the persistent buffer, in [0, 1)"})
 
     @classmethod
     def build_optimizer(cls, parameters, *, lr, decay):
@@ -103,7 +111,8 @@ class PersistentSGDAlgorithm(_StepSizeAlgorithm):
 class AdEMAAlgorithm(_StepSizeAlgorithm):
     """AdEMA = dampened momentum scaled by 1 - decay (lr, beta, decay); effective step size lr (1 - decay)."""
 
-    defaults = constructor_defaults(AdEMA)
+    PARAMS = documented(AdEMA, {"lr": "learning rate", "beta": "EMA rate of the gradient average, in [0, 1)",
+                                "decay": "dampening: the step is scaled by 1 - decay, in [0, 1)"})
 
     @classmethod
     def build_optimizer(cls, parameters, *, lr, beta, decay):

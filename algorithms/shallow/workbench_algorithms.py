@@ -32,6 +32,7 @@ from algorithms.shallow.model import TwoLayerReLU, add_bias, objective, regulari
 from algorithms.shallow.prox import ProxPoint
 from algorithms.shallow.relu_gd import gd_step
 from workbench.algorithm import Algorithm, register_algorithm, torch_optimizer_class
+from workbench.params import Param, at_least, in_interval, int_at_least, one_of, optional, positive
 
 F64 = torch.float64
 
@@ -40,7 +41,7 @@ SOLVER_STATUS = "status"
 INNER_OBJECTIVE, INNER_DISTANCE, INNER_LR, INNER_OF_STEP = "inner_objective", "inner_distance", "inner_lr", "inner_of_step"
 MASSES, GRID, SIGNS, GRID_KIND = "p", "grid", "signs", "grid_kind"
 CONVEX_OPTIMUM = "convex_optimum"
-__all__ = ["ReLUGD", "ReLUConvex", "ReluProx", "ReluJKO", "NEURONS", "OUTPUT_WEIGHTS", "SOLVER_STATUS",
+__all__ = ["ReLUGD", "ReLUConvex", "ReLUProx", "ReLUJKO", "NEURONS", "OUTPUT_WEIGHTS", "SOLVER_STATUS",
            "INNER_OBJECTIVE", "INNER_DISTANCE", "INNER_LR", "INNER_OF_STEP", "MASSES", "GRID", "SIGNS",
            "GRID_KIND", "CONVEX_OPTIMUM", "DATA_X", "DATA_Y"]
 
@@ -79,28 +80,22 @@ class ReLUGD(Algorithm):
     targets are +-1.
     """
 
-    defaults = {
-        "optimizer": "sgd",       # a torch.optim class name
-        "lr": 1e-2,
-        "beta": 0.0,              # weight decay of the objective, (beta/2) sum(|w|^2 + a^2)
-        "optimizer_args": {},     # extra keyword arguments of the optimizer (momentum, betas, ...)
-        "convex_reference": False,  # solve the convex problem once for the plots' reference line
-        "reference_gates": 1000,  # sampled gates of that reference solve (d > 1)
-        "reference_solver": "CLARABEL",
-    }
+    PARAMS = dict(
+        optimizer=Param("sgd", "a torch.optim class name (case-insensitive)"),
+        lr=Param(1e-2, "learning rate", positive),
+        beta=Param(0.0, "weight decay of the objective, (beta/2) sum(|w|^2 + a^2)", at_least(0)),
+        optimizer_args=Param({}, "extra keyword arguments of the optimizer (momentum, betas, ...)"),
+        convex_reference=Param(False, "solve the convex problem once for the plots' reference line"),
+        reference_gates=Param(1000, "sampled gates of that reference solve (d > 1)", int_at_least(0)),
+        reference_solver=Param("CLARABEL", "cvxpy solver of that reference solve"),
+    )
 
     @classmethod
     def check_params(cls, params: dict) -> None:
-        if not params["lr"] > 0:
-            raise ValueError(f"lr must be > 0, got {params['lr']}")
-        if not params["beta"] >= 0:
-            raise ValueError(f"beta must be >= 0, got {params['beta']}")
         optimizer = torch_optimizer_class(params["optimizer"])  # the name and its keyword arguments
         optimizer([torch.zeros(1, requires_grad=True)], lr=params["lr"], **params["optimizer_args"])
         if params["convex_reference"]:
             check_solver(params["reference_solver"])
-        if not (isinstance(params["reference_gates"], int) and params["reference_gates"] >= 0):
-            raise ValueError(f"reference_gates must be an int >= 0, got {params['reference_gates']!r}")
 
     @classmethod
     def check_model(cls, model, params: dict) -> None:
@@ -175,35 +170,24 @@ class ReLUConvex(Algorithm):
     the solver's status string is in every snapshot.
     """
 
-    defaults = {
-        "beta": 1e-3,            # weight decay beta of F_beta (group-lasso weight)
-        "n_gates": 1000,         # Gaussian gate vectors sampled per step
-        "patterns": "auto",      # auto (exact for 1-D inputs, else sampled) | sampled | exact
-        "network_patterns": True,  # add the current network's own patterns
-        "solver": "CLARABEL",    # any installed cvxpy solver
-        "solver_options": {},    # keyword arguments of problem.solve
-        "zero_tol": 1e-4,        # blocks below zero_tol * max block norm are dropped (interior-point
-                                 # solutions leave ~1e-5-relative residue in zero blocks)
-        "max_solves": 1,         # solves before the run ends as converged (None: solve every step)
-        "formulation": "auto",   # auto | residual | gram (see ConvexReLUProblem)
-    }
+    PARAMS = dict(
+        beta=Param(1e-3, "weight decay beta of F_beta (the group-lasso weight)", at_least(0)),
+        n_gates=Param(1000, "Gaussian gate vectors sampled per step", int_at_least(0)),
+        patterns=Param("auto", "auto (exact for 1-D inputs, else sampled) | sampled | exact",
+                       one_of("auto", "sampled", "exact")),
+        network_patterns=Param(True, "add the current network's own patterns"),
+        solver=Param("CLARABEL", "any installed cvxpy solver"),
+        solver_options=Param({}, "keyword arguments of problem.solve"),
+        zero_tol=Param(1e-4, "blocks below zero_tol * max block norm are dropped (interior-point solutions "
+                       "leave ~1e-5-relative residue in zero blocks)", at_least(0)),
+        max_solves=Param(1, "solves before the run ends as converged (None: solve every step)",
+                         optional(int_at_least(1)), number=True),
+        formulation=Param("auto", "auto | residual | gram (see ConvexReLUProblem)", one_of(*FORMULATIONS)),
+    )
     full_batch = True
 
     @classmethod
     def check_params(cls, params: dict) -> None:
-        if not params["beta"] >= 0:
-            raise ValueError(f"beta must be >= 0, got {params['beta']}")
-        if params["patterns"] not in ("auto", "sampled", "exact"):
-            raise ValueError(f"patterns must be 'auto', 'sampled' or 'exact', got {params['patterns']!r}")
-        if params["formulation"] not in FORMULATIONS:
-            raise ValueError(f"formulation must be one of {FORMULATIONS}, got {params['formulation']!r}")
-        if not (isinstance(params["n_gates"], int) and params["n_gates"] >= 0):
-            raise ValueError(f"n_gates must be an int >= 0, got {params['n_gates']!r}")
-        if not params["zero_tol"] >= 0:
-            raise ValueError(f"zero_tol must be >= 0, got {params['zero_tol']}")
-        max_solves = params["max_solves"]
-        if max_solves is not None and not (isinstance(max_solves, int) and max_solves >= 1):
-            raise ValueError(f"max_solves must be an int >= 1 or None, got {max_solves!r}")
         check_solver(params["solver"])
 
     @classmethod
@@ -292,7 +276,7 @@ def inner_optimizer_args(params: dict) -> dict:
 
 
 @register_algorithm("relu_prox")
-class ReluProx(Algorithm):
+class ReLUProx(Algorithm):
     r"""Proximal point on the first layer of a two-layer ReLU network (see the module docstring).
 
     F(V) = (1/n) sum_i (f(x_i) - y_i)^2 + (beta/2) sum_j (|v_j|^2 + a_j^2) on the full batch;
@@ -307,26 +291,27 @@ class ReluProx(Algorithm):
     """
 
     full_batch = True
-    defaults = dict(distance="wasserstein2", gamma=0.1, inner_steps=100, inner_optimizer="adam",
-                    inner_lr=1e-2, inner_momentum=0.0, inner_lr_decay=1.0, inner_tol=0.0,
-                    reset_inner_state=True, n_projections=128, assignment_every=1, beta=0.0)
+    PARAMS = dict(
+        distance=Param("wasserstein2", "the prox distance: " + " | ".join(DISTANCES), one_of(*DISTANCES)),
+        gamma=Param(0.1, "prox step size: F(V) + dist(V, W) / (2 gamma)", positive),
+        inner_steps=Param(100, "inner optimizer steps per outer step", int_at_least(1)),
+        inner_optimizer=Param("adam", "the inner solver, a torch.optim class name"),
+        inner_lr=Param(1e-2, "inner learning rate", positive),
+        inner_momentum=Param(0.0, "inner momentum where the class has one, in [0, 1)", in_interval(0, 1, "left")),
+        inner_lr_decay=Param(1.0, "inner learning rate factor per inner step, in (0, 1]", in_interval(0, 1, "right")),
+        inner_tol=Param(0.0, "stop the inner loop once its gradient norm is below this", at_least(0)),
+        reset_inner_state=Param(True, "a fresh inner optimizer state at every outer step"),
+        n_projections=Param(128, "directions of the sliced W2", int_at_least(1)),
+        assignment_every=Param(1, "inner steps between re-solves of the W2 assignment (1: every step, an exact subgradient)",
+                               int_at_least(1)),
+        beta=Param(0.0, "weight decay of F, (beta/2) sum(|v|^2 + a^2)", at_least(0)),
+    )
 
     @classmethod
     def check_params(cls, params: dict) -> None:
-        """The checks of :class:`ProxPoint`'s constructor, on the parameters alone."""
-        if params["distance"] not in DISTANCES:
-            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {params['distance']!r}")
+        """The inner optimizer's name and arguments (its own checks)."""
         inner_optimizer(params)([torch.zeros(1, requires_grad=True)], lr=1.0,
-                                **inner_optimizer_args(params))  # the name and its arguments
-        for key, ok, rule in (("gamma", params["gamma"] > 0, "> 0"), ("inner_lr", params["inner_lr"] > 0, "> 0"),
-                              ("inner_lr_decay", 0.0 < params["inner_lr_decay"] <= 1.0, "in (0, 1]"),
-                              ("inner_tol", params["inner_tol"] >= 0, ">= 0"), ("beta", params["beta"] >= 0, ">= 0"),
-                              ("inner_momentum", 0.0 <= params["inner_momentum"] < 1.0, "in [0, 1)")):
-            if not ok:
-                raise ValueError(f"{key} must be {rule}, got {params[key]!r}")
-        for key in ("inner_steps", "n_projections", "assignment_every"):
-            if not (isinstance(params[key], int) and params[key] >= 1):
-                raise ValueError(f"{key} must be an int >= 1, got {params[key]!r}")
+                                **inner_optimizer_args(params))
 
     @classmethod
     def check_model(cls, model, params: dict) -> None:
@@ -396,7 +381,7 @@ class ReluProx(Algorithm):
 
 
 @register_algorithm("relu_jko")
-class ReluJKO(Algorithm):
+class ReLUJKO(Algorithm):
     r"""Entropic JKO steps on masses over the model's frozen neurons (module docstring).
 
     The grid is the model's rows ``W`` (N, D), the signs s = sign(a) (sign 0 counts as +) and the
@@ -409,27 +394,21 @@ class ReluJKO(Algorithm):
     """
 
     full_batch = True
-    defaults = dict(tau=0.1, epsilon=0.01, prox_solver="torch", max_iter=2000, tol=1e-9, check_every=5,
-                    kernel_floor=0.0, prox_max_iter=None, prox_tol=None, cvxpy_solver="CLARABEL",
-                    beta=0.0, warm_start=True)
-
-    @classmethod
-    def check_params(cls, params: dict) -> None:
-        if params["prox_solver"] not in PROX_SOLVERS:
-            raise ValueError(f"prox_solver must be one of {', '.join(PROX_SOLVERS)}, got {params['prox_solver']!r}")
-        for key in ("tau", "epsilon", "tol"):
-            if not params[key] > 0:
-                raise ValueError(f"{key} must be > 0, got {params[key]!r}")
-        if not 0.0 <= params["kernel_floor"] < 1.0:
-            raise ValueError(f"kernel_floor must be in [0, 1), got {params['kernel_floor']!r}")
-        if not params["beta"] >= 0:
-            raise ValueError(f"beta must be >= 0, got {params['beta']!r}")
-        for key in ("max_iter", "check_every"):
-            if not (isinstance(params[key], int) and params[key] >= 1):
-                raise ValueError(f"{key} must be an int >= 1, got {params[key]!r}")
-        for key in ("prox_max_iter", "prox_tol"):
-            if params[key] is not None and not params[key] > 0:
-                raise ValueError(f"{key} must be > 0 or None, got {params[key]!r}")
+    PARAMS = dict(
+        tau=Param(0.1, "JKO step size", positive),
+        epsilon=Param(0.01, "entropic regularisation of the transport", positive),
+        prox_solver=Param("torch", "the energy's prox: " + " | ".join(PROX_SOLVERS), one_of(*PROX_SOLVERS)),
+        max_iter=Param(2000, "Sinkhorn iterations at most per step", int_at_least(1)),
+        tol=Param(1e-9, "Sinkhorn stops once both marginal residuals are below this", positive),
+        check_every=Param(5, "iterations between residual checks", int_at_least(1)),
+        kernel_floor=Param(0.0, "lower bound of the Gibbs kernel's entries, in [0, 1)", in_interval(0, 1, "left")),
+        prox_max_iter=Param(None, "iterations of the prox solver at most (None: its default)",
+                            optional(positive), number=True),
+        prox_tol=Param(None, "tolerance of the prox solver (None: its default)", optional(positive), number=True),
+        cvxpy_solver=Param("CLARABEL", "cvxpy solver of prox_solver='cvxpy'"),
+        beta=Param(0.0, "weight decay of F", at_least(0)),
+        warm_start=Param(True, "start each step's Sinkhorn from the previous step's potentials"),
+    )
 
     @classmethod
     def check_model(cls, model, params: dict) -> None:

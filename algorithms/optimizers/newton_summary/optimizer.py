@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 import warnings
 from typing import Callable
@@ -241,8 +240,8 @@ class NewtonSummary(Optimizer):
         try:
             H, g, o3 = summaries(g0["backend"])
         except NotCompiled as exc:
-            print(f"NewtonSummary: {exc}; refreshing with the reverse loop (a longer run compiles one)",
-                  file=sys.stderr)
+            warnings.warn(f"NewtonSummary: {exc}; refreshing with the reverse loop (a longer run compiles one)",
+                          RuntimeWarning)
             H, g, o3 = self._reverse_from_now_on(summaries)
         except Exception as exc:  # noqa: BLE001  a compile that fails here (toolchain, unsupported op)
             if not (self.compile_fallback and g0["backend"] == "compiled"):

@@ -8,7 +8,8 @@ Parameters (config ``runs`` entries; every one has a default):
   ``noregul``: as in :class:`NewtonSummary`;
 - ``backend``: as in :class:`NewtonSummary`; ``"auto"`` (default) chooses from the planned
   refreshes (planned steps / ``period_hg``) with
-  :func:`~algorithms.optimizers.newton_summary.summaries.choose_backend` and says what on stderr:
+  :func:`~algorithms.optimizers.newton_summary.summaries.choose_backend`, says what in a warning
+  (once per process) and records it in ``info()["backend"]``:
   ``"reverse"`` for short runs or without a C++ compiler; ``"compiled"`` from a package in the
   on-disk cache for longer ones, compiled only for runs long enough to repay a compile; a compile
   that fails falls back to ``"reverse"`` with a warning;
@@ -27,7 +28,7 @@ counts ``solver_<status>`` (easy, hard, newton, zero_gradient, unbounded, failed
 from __future__ import annotations
 
 import math
-import sys
+import warnings
 from typing import Any
 
 import torch
@@ -39,8 +40,8 @@ from algorithms.optimizers.newton_summary.optimizer import NewtonSummary
 from algorithms.optimizers.newton_summary.summaries import choose_backend
 from workbench.algorithm import Algorithm, register_algorithm
 from workbench.models import mlp
+from workbench.params import Param, at_least, in_interval, int_at_least, one_of
 from workbench.registry import MODELS
-from workbench.errors import ConfigError
 
 NAME_GROUPS = "name_groups"  # info key (read by ..plots): the parameter names of each subset
 PARTITIONS = {"canonical": _partition.canonical, "wb": _partition.wb, "trivial": _partition.trivial}
@@ -48,10 +49,10 @@ _NOTICES: set[str] = set()
 
 
 def _notice(line: str) -> None:
-    """One line on stderr, once per process (every run of an experiment would repeat it)."""
+    """A warning, once per process (every run of an experiment would repeat it)."""
     if line not in _NOTICES:
         _NOTICES.add(line)
-        print(line, file=sys.stderr)
+        warnings.warn(line, RuntimeWarning, stacklevel=3)
 
 
 class HGStream:
@@ -92,9 +93,22 @@ class HGStream:
 class NewtonSummaryAlgorithm(Algorithm):
     """NewtonSummary: per-subset learning rates from H-bar, g-bar and third derivatives (cubic model)."""
 
-    defaults = dict(partition="canonical", damping=0.1, damping_int=1.0, use_nesterov=True,
-                    period_hg=10, mom_lrs=0.5, remove_negative=True, momentum=0.9, momentum_damp=0.9,
-                    ridge=0.0, noregul=False, hg_batch_size=100, backend="auto")
+    PARAMS = dict(
+        partition=Param("canonical", "subsets with one learning rate each: canonical (one per tensor), wb "
+                        "(weights / biases), trivial (one)", one_of(*PARTITIONS)),
+        damping=Param(0.1, "lambda_1, damping of the second-order model", at_least(0)),
+        damping_int=Param(1.0, "lambda_int, damping of the cubic (Nesterov) model"),
+        use_nesterov=Param(True, "the cubic model with third derivatives (False: the quadratic one)"),
+        period_hg=Param(10, "steps between refreshes of H-bar, g-bar (and the third derivatives)", int_at_least(1)),
+        mom_lrs=Param(0.5, "momentum of the per-subset learning rates, in [0, 1)", in_interval(0, 1, "left")),
+        remove_negative=Param(True, "drop the subsets whose learning rate comes out negative"),
+        momentum=Param(0.9, "momentum of the update direction, in [0, 1)", in_interval(0, 1, "left")),
+        momentum_damp=Param(0.9, "dampening of that momentum, in [0, 1]", in_interval(0, 1)),
+        ridge=Param(0.0, "ridge added to H-bar before the solve", at_least(0)),
+        noregul=Param(False, "plain Newton step on the summaries (no cubic regularisation)"),
+        hg_batch_size=Param(100, "batch size of the separate summary stream", int_at_least(1)),
+        backend=Param("auto", "how a refresh is computed: auto | reverse | compiled (module docstring)"),
+    )
 
     def __init__(self, problem, model, seed: int | None = None, **params):
         super().__init__(problem, model, seed=seed, **params)
@@ -125,10 +139,6 @@ class NewtonSummaryAlgorithm(Algorithm):
 
     @classmethod
     def check_params(cls, params: dict) -> None:
-        if params["partition"] not in PARTITIONS:
-            raise ConfigError(f"partition must be one of {sorted(PARTITIONS)}, got {params['partition']!r}")
-        if not (isinstance(params["hg_batch_size"], int) and params["hg_batch_size"] > 0):
-            raise ValueError(f"hg_batch_size must be a positive int, got {params['hg_batch_size']!r}")
         probe = torch.nn.Linear(1, 1)
         cls._build(_partition.canonical(probe)[0], probe, [], params, lambda x, y: None)  # the optimizer's own checks
 
