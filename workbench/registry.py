@@ -50,65 +50,97 @@ MODELS = Registry("model")
 PLOTTERS = Registry("plotter")
 ANIMATIONS = Registry("animation")
 
-# What a config can name, by registry: the keys of a family's ``REGISTERS``.
+# What a config can name, by registry: what a family's modules register.
 _KINDS = {"algorithms": ALGORITHMS, "datasets": DATASETS, "models": MODELS}
+# The decorators that register a name, by what they are called: ``@register_algorithm("sgd")``,
+# ``@DATASETS.register("mnist")``, ``@MODELS.register("mlp")``.
+_REGISTERING = {"register_algorithm": "algorithms", "ALGORITHMS": "algorithms", "DATASETS": "datasets",
+                "MODELS": "models"}
+FRAMEWORK = "workbench"  # the framework's own datasets and models, loaded like a family's
+_FRAMEWORK_MODULES = ("datasets", "models")
 
 
 def families() -> dict[str, dict]:
-    """Every family package under ``algorithms/`` (found, not listed: the framework knows no family)
-    with its manifest, the literal ``WORKBENCH_MODULES``, ``PLOT_MODULES`` and ``REGISTERS`` of its
-    ``__init__.py``, read without importing anything of the family. name -> manifest."""
+    """Every family package under ``algorithms/`` (found, not listed: the framework knows no family),
+    and the framework's own entries, with their manifests: ``package``, the literal
+    ``WORKBENCH_MODULES`` and ``PLOT_MODULES`` of the family's ``__init__.py``, and ``REGISTERS``,
+    the names its workbench modules register (read off their decorators). Nothing of a family is
+    imported. name -> manifest."""
     import ast
     import pkgutil
 
     import algorithms
 
-    found = {}
+    found = {FRAMEWORK: _manifest(FRAMEWORK, Path(__file__).resolve().parent, _FRAMEWORK_MODULES, ())}
     for info in pkgutil.iter_modules(algorithms.__path__):
         if not info.ispkg or info.name.startswith("_"):
             continue
-        init = Path(info.module_finder.path) / info.name / "__init__.py"
-        manifest = {"WORKBENCH_MODULES": (), "PLOT_MODULES": (), "REGISTERS": {}}
-        for node in ast.parse(init.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) in manifest:
-                manifest[node.targets[0].id] = ast.literal_eval(node.value)
-        found[info.name] = manifest
+        folder = Path(info.module_finder.path) / info.name
+        lists = {"WORKBENCH_MODULES": (), "PLOT_MODULES": ()}
+        for node in ast.parse((folder / "__init__.py").read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) in lists:
+                lists[node.targets[0].id] = ast.literal_eval(node.value)
+        found[info.name] = _manifest(f"algorithms.{info.name}", folder, lists["WORKBENCH_MODULES"],
+                                     lists["PLOT_MODULES"])
     return found
 
 
-def _load_framework() -> None:
-    import workbench.datasets  # noqa: F401  the framework's own datasets and models
-    import workbench.models  # noqa: F401
+def _manifest(package: str, folder: Path, modules: tuple, plot_modules: tuple) -> dict:
+    registers: dict[str, list[str]] = {kind: [] for kind in _KINDS}
+    for module in modules:
+        source = (folder / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+        for kind, name in _registered_names(source):
+            registers[kind].append(name)
+    return {"package": package, "WORKBENCH_MODULES": tuple(modules), "PLOT_MODULES": tuple(plot_modules),
+            "REGISTERS": {kind: tuple(names) for kind, names in registers.items()}}
 
 
-def _load_family(name: str, manifest: dict, plots: bool) -> None:
+def _registered_names(source: str):
+    """(kind, name) of every ``@register_algorithm("name")`` / ``@KIND.register("name")`` decorator."""
+    import ast
+
+    for node in ast.walk(ast.parse(source)):
+        for decorator in getattr(node, "decorator_list", ()):
+            if not (isinstance(decorator, ast.Call) and decorator.args
+                    and isinstance(decorator.args[0], ast.Constant) and isinstance(decorator.args[0].value, str)):
+                continue
+            func = decorator.func
+            if isinstance(func, ast.Attribute) and func.attr == "register" and isinstance(func.value, ast.Name):
+                caller = func.value.id
+            elif isinstance(func, ast.Name):
+                caller = func.id
+            else:
+                continue
+            if caller in _REGISTERING:
+                yield _REGISTERING[caller], decorator.args[0].value
+
+
+def _load_family(manifest: dict, plots: bool) -> None:
     import importlib
 
     modules = tuple(manifest["WORKBENCH_MODULES"]) + (tuple(manifest["PLOT_MODULES"]) if plots else ())
     for module in modules:
-        importlib.import_module(f"algorithms.{name}.{module}")
+        importlib.import_module(f"{manifest['package']}.{module}")
 
 
 def load_all(plots: bool = False) -> None:
     """Fill the registries with every family (and, with ``plots``, every family's plotters)."""
-    _load_framework()
-    for name, manifest in families().items():
-        _load_family(name, manifest, plots)
+    for manifest in families().values():
+        _load_family(manifest, plots)
 
 
 def load_for(names: dict[str, list[str]], plots: bool = False) -> None:
     """Load only the families that register one of ``names`` ({"algorithms": [...], "datasets":
     [...], "models": [...]}, as a config names them), from each family's ``REGISTERS``. A name no
     family declares loads every family, so that the error lists every valid name."""
-    _load_framework()
     wanted = {kind: {n for n in names.get(kind, ()) if n not in registry}
               for kind, registry in _KINDS.items()}
     found = {kind: set() for kind in _KINDS}
-    for name, manifest in families().items():
+    for manifest in families().values():
         declared = manifest["REGISTERS"]
         hits = {kind: wanted[kind] & set(declared.get(kind, ())) for kind in _KINDS}
         if any(hits.values()) or (plots and set(names.get("algorithms", ())) & set(declared.get("algorithms", ()))):
-            _load_family(name, manifest, plots)
+            _load_family(manifest, plots)
             for kind in _KINDS:
                 found[kind] |= hits[kind]
     if any(wanted[kind] - found[kind] - set(_KINDS[kind]) for kind in _KINDS):

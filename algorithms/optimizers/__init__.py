@@ -7,8 +7,6 @@ from algorithms.optimizers.persistent_sgd import PersistentSGD  # noqa: F401
 from algorithms.optimizers.newton_summary import (NewtonSummary, compute_Hg, fullbatch_gradient,  # noqa: F401
                                                   nesterov_lrs, partition)
 
-# What the workbench loads for this family, and the names it registers (a test keeps them true).
+# What the workbench loads for this family (the names it registers are read off their decorators).
 WORKBENCH_MODULES = ("workbench_algorithms", "newton_summary.workbench_algorithm")
 PLOT_MODULES = ("plots",)
-REGISTERS = {"algorithms": ("sgd", "adamw", "persistent_sgd", "adema", "newton_summary"),
-             "datasets": (), "models": ("scaled_mlp",)}

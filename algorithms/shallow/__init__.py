@@ -3,8 +3,8 @@ Wasserstein proximal point and JKO steps.
 
 Importing the package imports the library alone (no workbench, no registry; cvxpy only inside the
 convex solver's functions). The workbench loads :data:`WORKBENCH_MODULES`, which register the
-family's algorithms, datasets and models under the names listed in :data:`REGISTERS`, and, for
-``plot.py``, :data:`PLOT_MODULES`.
+family's algorithms, datasets and models (the workbench reads their names off the decorators), and,
+for ``plot.py``, :data:`PLOT_MODULES`.
 """
 from algorithms.shallow.model import (TwoLayerReLU, add_bias, gradients, objective, patterns,  # noqa: F401
                                       predict, regulariser, value_and_gradients)
@@ -20,12 +20,7 @@ from algorithms.shallow.relu_gd import gd_step  # noqa: F401
 from algorithms.shallow.jko_prox import PROX_SOLVERS, QuadraticEnergy, make_prox  # noqa: F401
 from algorithms.shallow.jko import cost_matrix, jko_step, log_kernel  # noqa: F401
 
-# What the workbench loads for this family, and the names it registers (the workbench loads a family
-# only when a config names one of them; a test keeps them true).
+# What the workbench loads for this family (only when a config names one of the names its modules
+# register, read off their decorators).
 WORKBENCH_MODULES = ("workbench_data", "workbench_algorithms")
 PLOT_MODULES = ("plots", "plots_wasserstein")
-REGISTERS = {
-    "algorithms": ("relu_gd", "relu_convex", "relu_prox", "relu_jko"),
-    "datasets": ("linear", "sinus", "random_linear", "noise", "teacher", "mnist_pair", "particle_toy"),
-    "models": ("two_layer_relu", "relu_grid", "particle_toy"),
-}

@@ -226,6 +226,30 @@ def _counted(result: JKOResult, iterations: int, prox_iterations: int) -> JKORes
 
 
 @dataclass
+class _Residuals:
+    """The stopping rule both Sinkhorn loops share: the row residual ||a * (K b) - p||_1 and the
+    column residual ||b * (K^T a) - q||_1, each divided by the mass sum q, both at most ``tol``."""
+
+    mass: float
+    tol: float
+    p: float = math.inf
+    q: float = math.inf
+
+    def rows(self, l1: float) -> bool:
+        """Record the row residual's L1 norm; whether the iteration has converged."""
+        self.p = l1 / self.mass
+        return self.p <= self.tol and self.q <= self.tol
+
+    def columns(self, l1: float) -> None:
+        self.q = l1 / self.mass
+
+    def warn_not_converged(self, max_iter) -> None:
+        warnings.warn(f"JKO step: Sinkhorn did not converge in {max_iter} iterations "
+                      f"(residuals {self.p:.2e}, {self.q:.2e} > tol={self.tol}); increase max_iter or epsilon",
+                      RuntimeWarning)
+
+
+@dataclass
 class _Outcome:
     """What :func:`_stabilised_iterations` did: a result, or (result None) the log b of the last
     finite checked iterate to go on from; iterations and prox iterations that count."""
@@ -255,7 +279,7 @@ def _stabilised_iterations(q, mass: float, all_positive: bool, logK, prox, max_i
     direct = unshifted and callable(prox)  # z = K~ v itself: the prox takes it as it is
     v = torch.ones_like(q)
     u = p = None
-    res_p = res_q = math.inf
+    res = _Residuals(mass, tol)
     prox_iters, status, check_p = 0, "max_iter", False
     it, good = 0, (G, None)  # (G, v) of the last finite checked iterate; log b = G + log v
 
@@ -266,12 +290,10 @@ def _stabilised_iterations(q, mass: float, all_positive: bool, logK, prox, max_i
     Ktv = Kt @ v
     for it in range(1, max_iter + 1):
         check = it % check_every == 0
-        if check_p:
-            res_p = float((u * Ktv - p).abs().sum()) / mass
-            if res_p <= tol and res_q <= tol:
-                status = "converged"
-                it -= 1
-                break
+        if check_p and res.rows(float((u * Ktv - p).abs().sum())):
+            status = "converged"
+            it -= 1
+            break
         try:
             if direct:
                 p = prox(Ktv)
@@ -285,7 +307,7 @@ def _stabilised_iterations(q, mass: float, all_positive: bool, logK, prox, max_i
         Ktu = KtT @ u
         check_p = check
         if check:
-            res_q = float((v * Ktu - q).abs().sum()) / mass
+            res.columns(float((v * Ktu - q).abs().sum()))
         v = q / Ktu if direct or all_positive else torch.where(positive, q / Ktu, 0.0)
         if check or it % ABSORB_EVERY == 0 or (it == 1 and not direct):
             # one host sync; NaN propagates through min and max, a negative or empty p shows in p
@@ -306,18 +328,14 @@ def _stabilised_iterations(q, mass: float, all_positive: bool, logK, prox, max_i
     ran_out = status != "converged"
     ends = [Ktv.sum(), u.sum(), v.sum(), p.min()] + ([(u * Ktv - p).abs().sum()] if ran_out else [])
     ends = torch.stack(ends).tolist()  # one host sync
-    if ran_out:
-        res_p = ends[4] / mass
-        if res_p <= tol and res_q <= tol:
-            status = "converged"
+    if ran_out and res.rows(ends[4]):
+        status = "converged"
     if not (all(map(math.isfinite, ends[:3])) and ends[3] >= 0):
         return _Outcome(None, last_good(), it, prox_iters)
     if status != "converged":
-        warnings.warn(f"JKO step: Sinkhorn did not converge in {max_iter} iterations "
-                      f"(residuals {res_p:.2e}, {res_q:.2e} > tol={tol}); increase max_iter or epsilon",
-                      RuntimeWarning)
+        res.warn_not_converged(max_iter)
     f, g = _log_scalings(F, G, u, v, positive)
-    return _Outcome(JKOResult(u * Ktv, f, g, it, status == "converged", res_p, res_q, prox_iters, status),
+    return _Outcome(JKOResult(u * Ktv, f, g, it, status == "converged", res.p, res.q, prox_iters, status),
                     None, it, prox_iters)
 
 
@@ -358,18 +376,16 @@ def _log_domain_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
     g = torch.zeros_like(q) if g0 is None else g0.to(F64).clone()
     g = torch.where(q > 0, g, torch.full_like(g, -math.inf))
     f, p = None, None
-    res_p = res_q = math.inf
+    res = _Residuals(mass, tol)
     prox_iters, status, check_q = 0, "max_iter", False
     it = 0
     K = torch.exp(logK) if kernel is None else kernel
     log_z = log_matvec(logK, K, g)  # log(K b)
     for it in range(1, int(max_iter) + 1):
-        if f is not None and check_q:
-            res_p = float((torch.exp(f + log_z) - p).abs().sum()) / mass
-            if res_p <= tol and res_q <= tol:
-                status = "converged"
-                it -= 1
-                break
+        if f is not None and check_q and res.rows(float((torch.exp(f + log_z) - p).abs().sum())):
+            status = "converged"
+            it -= 1
+            break
         try:
             p_new = prox.solve_log(log_z) if hasattr(prox, "solve_log") else prox(torch.exp(log_z))
         except FloatingPointError as err:
@@ -388,22 +404,18 @@ def _log_domain_step(q: torch.Tensor, logK: torch.Tensor, prox, *,
         log_Ka = log_matvec(logK, K, f)  # log(K^T a) = log(K a): K is symmetric
         check_q = it % int(check_every) == 0
         if check_q:
-            res_q = float((torch.exp(g + log_Ka) - q).abs().sum()) / mass
+            res.columns(float((torch.exp(g + log_Ka) - q).abs().sum()))
         g = torch.where(q > 0, logq - log_Ka, torch.full_like(q, -math.inf))
         log_z = log_matvec(logK, K, g)
     else:
-        if f is not None:
-            res_p = float((torch.exp(f + log_z) - p).abs().sum()) / mass
-            if res_p <= tol and res_q <= tol:
-                status = "converged"
+        if f is not None and res.rows(float((torch.exp(f + log_z) - p).abs().sum())):
+            status = "converged"
     if f is None:
         raise FloatingPointError("JKO step: the first prox evaluation was not finite")
     if status != "converged" and status != "nonfinite" and warn:
-        warnings.warn(f"JKO step: Sinkhorn did not converge in {max_iter} iterations "
-                      f"(residuals {res_p:.2e}, {res_q:.2e} > tol={tol}); increase max_iter or epsilon",
-                      RuntimeWarning)
+        res.warn_not_converged(max_iter)
     p_out = torch.exp(f + log_z)
-    return JKOResult(p_out, f, g, it, status == "converged", res_p, res_q, prox_iters, status)
+    return JKOResult(p_out, f, g, it, status == "converged", res.p, res.q, prox_iters, status)
 
 
 def plan(result: JKOResult, logK: torch.Tensor) -> torch.Tensor:
