@@ -110,7 +110,7 @@ def test_jko_step_on_the_gpu_matches_the_cpu():
 @pytest.mark.parametrize("backend", ["reverse", "compiled"])
 def test_newton_summary_summaries_on_the_gpu_match_the_cpu(backend):
     from algorithms.optimizers import compute_Hg, partition
-    from tests._newton_summary_helpers import batch, ce_loss, tanh_mlp
+    from tests.algorithms.optimizers._newton_summary_helpers import batch, ce_loss, tanh_mlp
 
     if backend == "compiled":
         pytest.importorskip("triton")

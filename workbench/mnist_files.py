@@ -248,6 +248,26 @@ def _download(dest: Path, dataset: str) -> None:
         cls(str(dest), train=train, download=True)
 
 
+def _copy_from(source: Path, dest: Path, dataset: str) -> dict[str, Path]:
+    """Step 2 of :func:`prepare`: the files of a local folder, copied uncompressed and checked."""
+    spec = _spec(dataset)
+    title = spec["title"]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{title}: source folder {source} does not exist.\n{instructions(dataset, dest)}")
+    src_paths = locate(source, dataset)
+    raw = dest / spec["folder"] / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for key, src in src_paths.items():
+        dst = raw / FILES[key]
+        if dst.exists() and os.path.samefile(src, dst):
+            continue
+        _copy_decompressed(src, dst)
+        print(f"{title}: copied {src} -> {dst}")
+    load(dest, dataset)
+    print(f"{title}: verified the files in {raw}")
+    return locate(dest, dataset)
+
+
 def prepare(dest: str | os.PathLike = "data", source: str | os.PathLike | None = None,
             dataset: str = "mnist", download: bool = True) -> dict[str, Path]:
     """Makes sure ``dest`` holds valid files of ``dataset`` and returns their paths (see :func:`locate`).
@@ -278,21 +298,7 @@ def prepare(dest: str | os.PathLike = "data", source: str | os.PathLike | None =
         source = os.environ[spec["env"]]
         print(f"{title}: using {spec['env']}={source}")
     if source is not None:
-        source = Path(source).expanduser()
-        if not source.is_dir():
-            raise FileNotFoundError(f"{title}: source folder {source} does not exist.\n{instructions(dataset, dest)}")
-        src_paths = locate(source, dataset)
-        raw = dest / spec["folder"] / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for key, src in src_paths.items():
-            dst = raw / FILES[key]
-            if dst.exists() and os.path.samefile(src, dst):
-                continue
-            _copy_decompressed(src, dst)
-            print(f"{title}: copied {src} -> {dst}")
-        load(dest, dataset)
-        print(f"{title}: verified the files in {raw}")
-        return locate(dest, dataset)
+        return _copy_from(Path(source).expanduser(), dest, dataset)
 
     if download:
         print(f"{title}: downloading through torchvision into {dest} ...")

@@ -12,7 +12,7 @@ from torch import nn
 
 from algorithms.optimizers import NewtonSummary, compute_Hg, fullbatch_gradient, nesterov_lrs, partition
 from algorithms.optimizers.newton_summary.workbench_algorithm import scaled_mlp
-from tests._newton_summary_helpers import DT, F_of_t, batch, brute_summaries, ce_loss, tanh_mlp
+from tests.algorithms.optimizers._newton_summary_helpers import DT, F_of_t, batch, brute_summaries, ce_loss, tanh_mlp
 
 
 def _data(n=48, d=5, classes=4, seed=1):

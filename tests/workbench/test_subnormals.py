@@ -105,7 +105,7 @@ def test_activations_of_a_flushing_process_hold_no_subnormal():
 
 
 def test_runs_that_meet_no_subnormal_are_bit_identical_either_way(tiny_config):
-    from tests.test_parallel import _assert_same_numbers
+    from tests.workbench.test_parallel import _assert_same_numbers
 
     histories = []
     for flush in (False, True):

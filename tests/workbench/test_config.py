@@ -1,6 +1,9 @@
 """Config files and overrides: defaults, type checks, and errors that name the fix."""
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 
 from workbench.config import DEFAULTS, load_config, parse_value
@@ -80,3 +83,26 @@ def test_parse_value_falls_back_to_string():
     assert parse_value("adamw") == "adamw"
     assert parse_value("[1, 2]") == [1, 2]
     assert parse_value(" 3 ") == 3
+
+
+def test_the_readme_table_of_config_names_is_the_spec():
+    from workbench.config import FIELDS, markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "regenerate it: python -m workbench.config"
+    assert all(f"`{field.name}`" in markdown_table() for field in FIELDS)
+
+
+def test_every_field_is_documented_and_its_default_passes_its_own_check():
+    from workbench.config import FIELDS, Config
+
+    for field in FIELDS:
+        assert field.help.strip(), field.name
+        assert field.coerce(copy.deepcopy(field.default), "the defaults") == field.default, field.name
+    config = Config.of({"runs": [dict(algorithm="sgd")]})
+    assert config.epochs == 1 and config["workers"] == "auto"
+    with pytest.raises(AttributeError, match="read-only"):
+        config.epochs = 3
+    assert config.replace(epochs=3).epochs == 3 and config.epochs == 1
+    with pytest.raises(ConfigError, match="epochs must be a positive integer"):
+        config.replace(epochs=0)

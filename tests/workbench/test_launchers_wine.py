@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WINE = shutil.which("wine")
 if WINE is None and os.environ.get("CI"):
     raise RuntimeError("wine is not installed, but CI must run the launcher tests (.ci/run installs it)")

@@ -211,7 +211,7 @@ def test_mnist_pair_dataset_reads_the_mnist_files():
 
     from workbench import mnist_files
 
-    root = Path(__file__).resolve().parent.parent / "data"
+    root = Path(__file__).resolve().parents[3] / "data"
     try:
         mnist_files.locate(root, "mnist")
     except FileNotFoundError:

@@ -12,7 +12,7 @@ import pytest
 
 from workbench.registry import families
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = sorted(name for name in families() if name != "workbench")
 
 

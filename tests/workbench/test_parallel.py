@@ -24,7 +24,7 @@ from workbench import record
 from workbench.errors import ConfigError
 from workbench.runner import Experiment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNS = [dict(algorithm="sgd", lr=0.1, momentum=0.9), dict(algorithm="adamw", lr=1e-2),
         dict(algorithm="persistent_sgd", lr=0.05, decay=0.9)]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from algorithms.optimizers import compute_Hg, partition
-from tests._newton_summary_helpers import batch, brute_summaries, ce_loss, F_of_t, tanh_mlp
+from tests.algorithms.optimizers._newton_summary_helpers import batch, brute_summaries, ce_loss, F_of_t, tanh_mlp
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from workbench import mnist_files
 from workbench.mnist_files import FILES, load, locate, prepare, read_idx, write_idx
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"
+REAL_MNIST = Path(__file__).resolve().parents[3] / "shared" / "mnist"
 
 
 def small_dataset(seed=0, n_train=50, n_test=20):

@@ -11,7 +11,7 @@ from workbench.config import load_config
 from workbench.plan import plan_runs
 from workbench.runner import Experiment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "experiments").glob("*.py"))
 NEEDS_MNIST = ("mnist", "fashion_mnist", "mnist_pair")
 

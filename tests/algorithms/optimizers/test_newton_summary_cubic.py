@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 
 from algorithms.optimizers import compute_Hg, nesterov_lrs, partition
 from algorithms.optimizers.newton_summary.cubic import cubic_model
-from tests._newton_summary_helpers import DT, Poly
+from tests.algorithms.optimizers._newton_summary_helpers import DT, Poly
 
 
 def _s1(h, g, d, lam):

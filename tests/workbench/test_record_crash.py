@@ -21,7 +21,7 @@ from workbench import record
 from workbench.history_file import HistoryFile
 from workbench.runner import Experiment, Hooks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _same_rows(got: dict, want: dict) -> None:

@@ -23,7 +23,7 @@ from workbench.registry import ALGORITHMS, DATASETS
 from workbench.errors import ConfigError
 from workbench.runner import Experiment, Hooks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEEN: dict[str, dict] = {}  # what the probe algorithm observed, per label
 
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from algorithms.optimizers import compute_Hg, partition
 from algorithms.optimizers.newton_summary.summaries import compute_Hg_reverse
-from tests._newton_summary_helpers import DT, Poly, batch, brute_summaries, ce_loss, F_of_t, tanh_mlp
+from tests.algorithms.optimizers._newton_summary_helpers import DT, Poly, batch, brute_summaries, ce_loss, F_of_t, tanh_mlp
 
 BACKENDS = ("func", "batched", "reverse")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHELL_SCRIPTS = ["setup.sh", "run.sh", ".ci/run"]
 BATCH_FILES = ["setup.bat", "run.bat"]
 LAUNCHERS = SHELL_SCRIPTS + BATCH_FILES
