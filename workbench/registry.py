@@ -6,6 +6,7 @@ and the closest match.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from workbench.errors import ConfigError, closest_hint
@@ -60,12 +61,13 @@ FRAMEWORK = "workbench"  # the framework's own datasets and models, loaded like 
 _FRAMEWORK_MODULES = ("datasets", "models")
 
 
+@functools.lru_cache(maxsize=1)
 def families() -> dict[str, dict]:
     """Every family package under ``algorithms/`` (found, not listed: the framework knows no family),
     and the framework's own entries, with their manifests: ``package``, the literal
     ``WORKBENCH_MODULES`` and ``PLOT_MODULES`` of the family's ``__init__.py``, and ``REGISTERS``,
     the names its workbench modules register (read off their decorators). Nothing of a family is
-    imported. name -> manifest."""
+    imported; read once per process. name -> manifest."""
     import ast
     import pkgutil
 
@@ -96,23 +98,23 @@ def _manifest(package: str, folder: Path, modules: tuple, plot_modules: tuple) -
 
 
 def _registered_names(source: str):
-    """(kind, name) of every ``@register_algorithm("name")`` / ``@KIND.register("name")`` decorator."""
+    """(kind, name) of every ``register_algorithm("name")`` / ``KIND.register("name")``, as a
+    decorator or called (``DATASETS.register("noise")(factory)``), with the name written out."""
     import ast
 
-    for node in ast.walk(ast.parse(source)):
-        for decorator in getattr(node, "decorator_list", ()):
-            if not (isinstance(decorator, ast.Call) and decorator.args
-                    and isinstance(decorator.args[0], ast.Constant) and isinstance(decorator.args[0].value, str)):
-                continue
-            func = decorator.func
-            if isinstance(func, ast.Attribute) and func.attr == "register" and isinstance(func.value, ast.Name):
-                caller = func.value.id
-            elif isinstance(func, ast.Name):
-                caller = func.id
-            else:
-                continue
-            if caller in _REGISTERING:
-                yield _REGISTERING[caller], decorator.args[0].value
+    for call in ast.walk(ast.parse(source)):
+        if not (isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant)
+                and isinstance(call.args[0].value, str)):
+            continue
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr == "register" and isinstance(func.value, ast.Name):
+            caller = func.value.id
+        elif isinstance(func, ast.Name):
+            caller = func.id
+        else:
+            continue
+        if caller in _REGISTERING:
+            yield _REGISTERING[caller], call.args[0].value
 
 
 def _load_family(manifest: dict, plots: bool) -> None:
@@ -135,6 +137,8 @@ def load_for(names: dict[str, list[str]], plots: bool = False) -> None:
     family declares loads every family, so that the error lists every valid name."""
     wanted = {kind: {n for n in names.get(kind, ()) if n not in registry}
               for kind, registry in _KINDS.items()}
+    if not any(wanted.values()) and not plots:
+        return
     found = {kind: set() for kind in _KINDS}
     for manifest in families().values():
         declared = manifest["REGISTERS"]

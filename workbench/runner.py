@@ -95,7 +95,7 @@ class Experiment:
     :class:`workbench.execution.Driver` the executors see)."""
 
     def __init__(self, config: Mapping, run_dir: Path, history: dict, hooks: Hooks | None = None,
-                 executor=None, plan: list[dict] | None = None):
+                 executor=None, plan: list[dict] | None = None, device: torch.device | None = None):
         self.config = Config.of(config)
         self.record = record.Record(run_dir, history)
         self.record.report = lambda text: tqdm.write(text, file=sys.stderr)
@@ -104,7 +104,7 @@ class Experiment:
         self.hooks = hooks or Hooks()
         self.should_stop, self.should_save = self.hooks.should_stop, self.hooks.should_save
         self.plan = plan if plan is not None else plan_runs(self.config)
-        self.device = resolve_device(self.config.device)
+        self.device = device if device is not None else resolve_device(self.config.device)
         todo = sum(not self.record.ended(i) for i in range(len(self.plan)))
         self.executor = executor if executor is not None else make_executor(self.config, todo)
         self._problem: Problem | None = None
@@ -139,7 +139,7 @@ class Experiment:
                                     "threads_per_run": threads_per_run(config, len(plan)),
                                     "flush_denormal": config.flush_denormal and cpu_can_flush()}
         history = record.Record.create(run_dir, config, environment).history
-        experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan)
+        experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan, device=device)
         experiment._problem, experiment._data = problem, data
         experiment.record.save()
         return experiment

@@ -36,30 +36,21 @@ def _split(fn, n, n_test, seed, kwargs, extras=None) -> DataSplit:
     return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=1, extras=extras or {})
 
 
-@DATASETS.register("linear")
-def linear_dataset(data_dir=None, n=20, n_test=0, seed=0, **kwargs) -> DataSplit:
-    return _split(linear, n, n_test, seed, kwargs)
+def _generator_dataset(name, fn, default_n=20):
+    """The generator ``fn`` as a regression dataset (dataset_args: n, n_test, seed, and fn's own)."""
+    def dataset(data_dir=None, n=default_n, n_test=0, seed=0, **kwargs) -> DataSplit:
+        return _split(fn, n, n_test, seed, kwargs)
+
+    dataset.__name__ = f"{name}_dataset"
+    dataset.__doc__ = (f"{fn.__doc__.strip().splitlines()[0]} (dataset_args: n, n_test, seed, ...)\n\n"
+                       f"The ``{name}`` generator as a regression dataset; n_test = 0 means no test set.\n\n{fn.__doc__}")
+    return dataset
 
 
-@DATASETS.register("sinus")
-def sinus_dataset(data_dir=None, n=20, n_test=0, seed=0, **kwargs) -> DataSplit:
-    return _split(sinus, n, n_test, seed, kwargs)
-
-
-@DATASETS.register("random_linear")
-def random_linear_dataset(data_dir=None, n=20, n_test=0, seed=0, **kwargs) -> DataSplit:
-    return _split(random_linear, n, n_test, seed, kwargs)
-
-
-@DATASETS.register("noise")
-def noise_dataset(data_dir=None, n=20, n_test=0, seed=0, **kwargs) -> DataSplit:
-    return _split(noise, n, n_test, seed, kwargs)
-
-
-for _name, _dataset, _fn in (("linear", linear_dataset, linear), ("sinus", sinus_dataset, sinus),
-                             ("random_linear", random_linear_dataset, random_linear), ("noise", noise_dataset, noise)):
-    _dataset.__doc__ = (f"{_fn.__doc__.strip().splitlines()[0]} (dataset_args: n, n_test, seed, ...)\n\n"
-                        f"The ``{_name}`` generator as a regression dataset; n_test = 0 means no test set.\n\n{_fn.__doc__}")
+DATASETS.register("linear")(_generator_dataset("linear", linear))
+DATASETS.register("sinus")(_generator_dataset("sinus", sinus))
+DATASETS.register("random_linear")(_generator_dataset("random_linear", random_linear))
+DATASETS.register("noise")(_generator_dataset("noise", noise))
 
 
 @DATASETS.register("teacher")

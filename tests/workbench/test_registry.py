@@ -30,8 +30,10 @@ def m(): ...
 def p(): ...
 @other("x")
 def o(): ...
+DATASETS.register("d2")(factory)
 '''
-    assert list(_registered_names(source)) == [("algorithms", "a1"), ("datasets", "d1"), ("models", "m1")]
+    assert sorted(_registered_names(source)) == [("algorithms", "a1"), ("datasets", "d1"), ("datasets", "d2"),
+                                                 ("models", "m1")]
 
 
 def test_the_framework_is_a_family_of_its_own():
