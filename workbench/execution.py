@@ -17,6 +17,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class DriverGone(BaseException):
+    """A worker lost its driver (killed, or its pipe closed): it stops at once and quietly; there is
+    no one left to report to. A BaseException, so that no run records it as its own failure."""
+
+
 class Driver(Protocol):
     """The driver as executors see it."""
 

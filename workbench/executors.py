@@ -16,13 +16,15 @@ they rely on; Ray's is :mod:`workbench.ray_executor`).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
 
-from workbench.execution import Driver, resolved_workers, threads_per_run, worker_config
+from workbench.execution import Driver, DriverGone, resolved_workers, threads_per_run, worker_config
 
 
 def make_executor(config, runs: int | None = None):
@@ -79,20 +81,45 @@ class _PipeChannel:
         self.stop = False
 
     def send(self, messages):
-        self.conn.send(messages)
+        try:
+            self.conn.send(messages)
+        except (OSError, EOFError):  # BrokenPipeError: the driver's end is closed
+            raise DriverGone from None
 
     def stop_requested(self):
-        while not self.stop and self.conn.poll():
-            if self.conn.recv() == "stop":
-                self.stop = True
+        try:
+            while not self.stop and self.conn.poll():
+                if self.conn.recv() == "stop":
+                    self.stop = True
+        except (OSError, EOFError):
+            raise DriverGone from None
         return self.stop or self.interrupted()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """A worker's watchdog: the driver that started it is gone (this process was re-parented), so
+    it exits within a second, wherever its main thread is blocked."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def _worker_main(conn, config, problem=None, inherited=()) -> None:
     """A worker process: build the problem once (unless forked with the driver's), then train the
-    runs the driver sends. ``inherited``: other workers' pipe ends a fork copied, closed here."""
+    runs the driver sends. ``inherited``: the driver's pipe ends a fork copied (its own included),
+    closed here, so that the driver's death closes the pipe and the worker sees it. It exits
+    quietly when its driver is gone (:class:`DriverGone`, or re-parented: :func:`_exit_when_orphaned`)."""
     for other in inherited:
         other.close()
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    try:
+        _serve(conn, config, problem)
+    except DriverGone:
+        pass
+
+
+def _serve(conn, config, problem) -> None:
     interrupted = {"flag": False}
 
     def on_signal(signum, frame):  # Ctrl-C in the terminal reaches every process of the group
@@ -146,7 +173,7 @@ def start_method(config, device) -> str:
 class _Worker:
     def __init__(self, ctx, config, problem=None, others=()):
         self.conn, child = ctx.Pipe()
-        inherited = [w.conn for w in others] if problem is not None else []
+        inherited = [w.conn for w in others] + [self.conn] if problem is not None else []
         self.proc = ctx.Process(target=_worker_main, args=(child, config, problem, inherited), daemon=True)
         self.proc.start()
         child.close()

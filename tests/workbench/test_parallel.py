@@ -327,3 +327,45 @@ def test_a_lost_run_restarts_from_its_checkpoint_when_its_rows_are_on_record(tin
     spec, checkpoint = experiment.prepare(0)
     assert checkpoint is not None, "the retrained run continues from its checkpoint"
     assert 0 < len(experiment.record.tables[0]) <= rows
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) counts as gone
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_exit_quietly_within_seconds_when_the_driver_is_killed(tmp_path, method):
+    """kill -9 of main.py: every worker process ends on its own (its pipe to the driver closes, or
+    it finds itself re-parented), without a traceback, whatever the start method."""
+    config = _long_config(tmp_path, max_steps=10 ** 7)  # they would train for hours
+    results = tmp_path / "results"
+    env = {**os.environ, "PYTHONUTF8": "1"}
+    code = (f"import sys; sys.argv = ['main.py', {str(config)!r}, 'out_dir={results}', 'progress=False', "
+            f"'workers=2']; sys.path.insert(0, {str(ROOT)!r})\n"
+            "from workbench import executors\n"
+            f"executors.start_method = lambda config, device: {method!r}\n"
+            "import main; sys.exit(main.main())")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    _, live = _history_when(results, lambda h: _rows(h, 0) > 5 and _rows(h, 1) > 5)
+    workers = [run["where"]["pid"] for run in live["runs"]]
+    assert process.pid not in workers and all(_alive(pid) for pid in workers)
+    process.kill()
+    deadline = time.time() + 20
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == [], "workers outlived their driver"
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err, err
