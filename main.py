@@ -140,6 +140,9 @@ def run(args: argparse.Namespace, plot_after_exit: bool = False) -> int:
     except ConfigError as exc:  # e.g. a dataset that is not on disk: the record stays readable
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if plot_after_exit:  # the command line: training is over, a late Ctrl-C changes nothing (not
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # even during the interpreter's exit)
     from workbench.summary import summary_table
 
     print(summary_table(experiment.history))

@@ -5,6 +5,7 @@ What it relies on: :mod:`workbench.execution`.
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections import deque
@@ -39,24 +40,47 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def connect_ray(address: str | None):
-    """ray.init for the config's ``ray_address`` (reusing an instance this process already has)."""
+    """ray.init for the config's ``ray_address`` (reusing an instance this process already has).
+
+    ``None`` starts a new local instance (``address="local"``), never a cluster that happens to run
+    on this machine (Ray's own rule for no address); it sees this machine's files, so the code
+    travels on PYTHONPATH. A cluster gets the code shipped (Ray's ``working_dir``). Any failure is
+    one line (a ConfigError), before any run folder exists."""
     ray = _import_ray()
     if address is not None:
         _check_reachable(address)
     if ray.is_initialized():
         return ray
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    if address is None:  # a local instance sees this machine's files: the code is on PYTHONPATH
+    if address is None:
+        options["address"] = "local"
         options["runtime_env"] = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+        # its services listen on every interface (Ray offers no loopback-only mode): a token guards
+        # them (Ray's default from 2.59 on; asked for here for 2.52-2.58 unless the user chose)
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     else:  # a cluster: ship the code (not the data, results or venv) to every node
         options["address"] = address
         options["runtime_env"] = {"working_dir": str(ROOT),
                                   "excludes": [".venv", "venv", "data", "results", ".git", "*.pt", "*.pkl"]}
     try:
         ray.init(**options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"could not start or join Ray (ray_address={address!r}): {exc}") from None
+    except Exception as exc:  # noqa: BLE001  Ray raises many kinds, with multi-line coloured texts
+        raise ConfigError(_ray_failure(address, exc)) from None
     return ray
+
+
+def _ray_failure(address: str | None, exc: BaseException) -> str:
+    """One line: what Ray said (its first line, colours removed) and what to do about it."""
+    import re
+
+    said = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    text = f"could not {'start' if address is None else 'join'} Ray (ray_address={address!r}): " \
+           f"{type(exc).__name__}: {said[0] if said else ''}"
+    if address not in (None, "auto") or any(w in str(exc).lower() for w in ("auth", "token")):
+        text += (". If the cluster uses token authentication (Ray >= 2.59 turns it on for clusters started with "
+                 "`ray start`), set RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or the file `ray "
+                 "get-auth-token` reads) in this shell, or run main.py on the head node with ray_address=\"auto\"")
+    return text
 
 
 class _RayChannel:
@@ -130,7 +154,10 @@ def _ray_task(config, spec: dict, checkpoint, data, experiment_id: str, mailbox)
         _RAY_PROBLEMS.clear()
         _RAY_PROBLEMS[key] = build_problem(config, device, data=_split_from_numpy(data))
     channel = _RayChannel(mailbox)
-    train_run(_RAY_PROBLEMS[key], config, spec, channel, checkpoint, executor="ray task")
+    import ray
+
+    train_run(_RAY_PROBLEMS[key], config, spec, channel, checkpoint, executor="ray task",
+              where={"ray_node": ray.get_runtime_context().get_node_id()})
     return [channel.last]
 
 
@@ -161,6 +188,10 @@ class RayExecutor:
 
     def __init__(self, config):
         self.ray = connect_ray(config["ray_address"])
+        context = self.ray.get_runtime_context()
+        # what the record's environment says of this executor: which Ray it used
+        self.facts = {"ray_gcs_address": getattr(context, "gcs_address", None),
+                      "ray_started_here": config["ray_address"] is None}
         workers = config["workers"]
         self.cap = workers if isinstance(workers, int) and workers > 1 else None  # None: Ray's resources decide
 

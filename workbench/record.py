@@ -66,6 +66,9 @@ def load_history(run_dir: str | Path) -> dict:
     """The record of a run folder (or a history.pkl path), metric columns as float64 arrays
     (records of version 1 stored lists). Raises FileNotFoundError or :class:`CorruptRecord`."""
     path = Path(run_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a run folder of results/ "
+                                f"(results/<YYYYmmdd-HHMMSS>_<name>), or its {HISTORY}")
     if path.is_dir():
         path = path / HISTORY
     if not path.is_file():

@@ -62,12 +62,14 @@ class Hooks:
 
 class _Interrupt:
     """First Ctrl-C (or SIGTERM) asks every run to stop at its next step boundary; a second
-    Ctrl-C raises KeyboardInterrupt."""
+    Ctrl-C while runs train raises KeyboardInterrupt. Once training is over (``training`` False:
+    the record is being written), Ctrl-C only asks to stop: the record is never cut short."""
 
     SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
 
     def __init__(self):
         self.requested = False
+        self.training = False
         self._previous: dict = {}
 
     def __enter__(self):
@@ -79,7 +81,7 @@ class _Interrupt:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.requested and self.training and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
 
@@ -137,7 +139,8 @@ class Experiment:
         environment = record.environment(device)
         environment["execution"] = {"executor": executor.name, "workers": resolved_workers(config, len(plan)),
                                     "threads_per_run": threads_per_run(config, len(plan)),
-                                    "flush_denormal": config.flush_denormal and cpu_can_flush()}
+                                    "flush_denormal": config.flush_denormal and cpu_can_flush(),
+                                    **getattr(executor, "facts", {})}
         history = record.Record.create(run_dir, config, environment).history
         experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan, device=device)
         experiment._problem, experiment._data = problem, data
@@ -158,9 +161,11 @@ class Experiment:
                 f"nothing to resume: every run of {run_dir} has ended "
                 f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}; finished {history.get('finished')}). "
                 f"The record is unchanged; plot it with python plot.py {run_dir}")
+        todo = sum(not record.Record(run_dir, history).ended(i) for i in range(len(plan)))
+        executor = make_executor(config, todo)  # a Ray that cannot start fails here, before the lock
         record.acquire_lock(run_dir)
         record.remove_stale_temporaries(run_dir)
-        experiment = cls(config, run_dir, history, hooks, plan=plan)
+        experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan)
         history["finished"] = None
         history.setdefault("resumed", []).append(record.now_iso())
         return experiment
@@ -231,15 +236,17 @@ class Experiment:
         todo = [i for i in range(len(self.plan)) if not self.record.ended(i)]
         self._bars = Bars(self.plan, len(self.plan) - len(todo), None if self.config.progress else True)
         with self.interrupt:
+            self.interrupt.training = True
             try:
                 self.executor.run(self, todo)
             except KeyboardInterrupt:
                 self.interrupt.requested = True
                 self.record.stop_running()
             finally:
+                self.interrupt.training = False
                 self._bars.close()
                 self._bars = None
-        self.record.close(interrupted=self.interrupt.requested)
+            self.record.close(interrupted=self.interrupt.requested)
         if self.interrupt.requested:
             return 130
         statuses = [r["status"] for r in self.history["runs"]]
@@ -257,8 +264,9 @@ class Experiment:
             self._report_failure(index)
 
     def _report_failure(self, index: int) -> None:
+        """One line on stderr, with or without progress bars: a failure is never only in the record."""
         run, spec = self.history["runs"][index], self.plan[index]
-        if self.config.progress and run["error"]:
+        if run["error"]:
             reason = run["error"].strip().splitlines()[-1]
             tqdm.write(f"{spec['label']} seed={spec['seed']}: {run['status']}: {reason}", file=sys.stderr)
 

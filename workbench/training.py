@@ -90,17 +90,18 @@ class TrainingRun:
     """Trains one planned run and reports it through a channel (module docstring).
 
     ``should_stop(state)`` (optional) is the experiment's stop hook; ``should_save(state)``
-    (optional) replaces the ``save_every`` clock for checkpoints (both in-process only).
+    (optional) replaces the ``save_every`` clock for checkpoints (both in-process only);
+    ``where`` adds to what the record says about where the run trained (a Ray node's id).
     """
 
     def __init__(self, problem: Problem, config, spec: dict, channel: Channel, *,
                  executor: str = "this process", should_stop: Callable | None = None,
-                 should_save: Callable | None = None):
+                 should_save: Callable | None = None, where: dict | None = None):
         self.problem, self.config, self.spec = problem, config, spec
         self.index = spec["index"]
         self.out = _Outbox(channel, self.index)
         self.channel = channel
-        self.executor = executor
+        self.executor, self.where = executor, where or {}
         self.should_stop_hook, self.should_save_hook = should_stop, should_save
         self.state = RunState(index=self.index)
         self.batch_gen = torch.Generator().manual_seed(spec["seed"])
@@ -115,7 +116,7 @@ class TrainingRun:
     # -- the whole run ----------------------------------------------------------------------
     def execute(self, checkpoint: bytes | None = None) -> str:
         """Train to the end (or a stop); returns the final status. Never raises for a failing run."""
-        self.out.put(m.Start(self.index, where_here(self.executor, self.problem.device)), flush=True)
+        self.out.put(m.Start(self.index, {**where_here(self.executor, self.problem.device), **self.where}), flush=True)
         status, error = "failed", None
         try:
             model = initial_model(self.problem, self.spec["seed"])

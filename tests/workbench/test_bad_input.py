@@ -268,3 +268,9 @@ def test_a_diverged_run_shows_its_last_finite_value_and_a_cross():
     assert cross.get_marker() == "x" and cross.get_xdata().tolist() == [20.0] and cross.get_ydata().tolist() == [1e30]
     assert "diverged" in [t.get_text() for t in ax.get_legend().get_texts()][-1]
     plt.close(fig)
+
+
+def test_resume_of_a_folder_that_does_not_exist_names_that_folder(capsys, tmp_path):
+    missing = tmp_path / "results" / "does_not_exist"
+    code, out, err = _run_main(capsys, "--resume", str(missing))
+    assert code == 2 and f"{missing} does not exist" in err

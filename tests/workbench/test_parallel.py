@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,11 +221,12 @@ def test_a_killed_worker_is_trained_again_from_its_checkpoint_and_the_others_go_
     _assert_same_numbers(final, record.load_history(ref_dir))
 
 
-def test_a_run_lost_twice_is_failed_with_how_to_resume_and_resume_trains_it(tiny_config):
-    experiment = Experiment.create(_config(tiny_config, seeds=[0], runs=RUNS[:1]))
+def test_a_run_lost_twice_is_failed_with_how_to_resume_and_resume_trains_it(tiny_config, capsys):
+    experiment = Experiment.create(_config(tiny_config, seeds=[0], runs=RUNS[:1]))  # progress=False
     experiment.prepare(0)
     assert experiment.lost(0, "worker process 123 was killed by signal SIGKILL (exit code -9)") is True
     assert experiment.lost(0, "worker process 124 was killed by signal SIGKILL (exit code -9)") is False
+    assert "failed: worker process 124 was killed" in capsys.readouterr().err  # not only in the record
     run = record.load_history(experiment.run_dir)["runs"][0]
     assert run["status"] == "failed" and "SIGKILL" in run["error"]
     assert f"--resume {experiment.run_dir}" in run["error"] and "the other runs went on" in run["error"]
@@ -369,3 +371,93 @@ def test_workers_exit_quietly_within_seconds_when_the_driver_is_killed(tmp_path,
     assert survivors == [], "workers outlived their driver"
     _, err = process.communicate(timeout=30)
     assert "Traceback" not in err, err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_ctrl_c_in_quick_succession_end_with_130_and_a_resumable_record(tmp_path, workers):
+    """The second Ctrl-C lands while the runs stop, while the record is written or while the
+    interpreter exits: always exit code 130, no traceback, every run stopped and resumable."""
+    config = _long_config(tmp_path, max_steps=10 ** 7)
+    for k, delay in enumerate((0.05, 0.3, 1.0)):
+        results = tmp_path / f"results{k}"
+        process = _main([str(config), f"out_dir={results}", "progress=False", f"workers={workers}", "--no-plot"])
+        run_dir, _ = _history_when(results, lambda h: all(_rows(h, i) > 5 for i in range(workers)))
+        process.send_signal(signal.SIGINT)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 130 and "Traceback" not in err, (delay, process.returncode, err)
+        assert {r["status"] for r in record.load_history(run_dir)["runs"]} == {"stopped"}, delay
+        assert len(list((run_dir / "checkpoints").glob("run_*.pt"))) == workers  # resumable from there
+
+
+@needs_ray
+def test_a_failed_ray_connection_on_resume_leaves_no_lock_and_one_line(tiny_config, capsys):
+    experiment = Experiment.create(_config(tiny_config, seeds=[0], runs=RUNS[:1]),
+                                   hooks=__import__("workbench.runner", fromlist=["Hooks"]).Hooks(
+                                       should_stop=lambda state: state.step >= 4))
+    assert experiment.run() == 130
+    with pytest.raises(ConfigError) as failure:
+        Experiment.resume(experiment.run_dir, execution=dict(executor="ray", ray_address="127.0.0.1:9"))
+    assert "\n" not in str(failure.value) and "127.0.0.1:9" in str(failure.value)
+    assert not (experiment.run_dir / record.LOCK).exists()
+    assert Experiment.resume(experiment.run_dir).run() == 0  # nothing stale blocks the next resume
+
+
+@needs_ray
+def test_a_ray_that_cannot_start_is_one_line_without_colours_and_no_folder(tiny_config, monkeypatch):
+    from workbench import ray_executor
+
+    def broken_init(**options):
+        assert options["address"] == "local"  # never whatever cluster runs on this machine
+        raise RuntimeError("\x1b[31mFailed to start the GCS\x1b[0m\n  a long story\n  on many lines")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", broken_init)
+    config = _config(tiny_config, executor="ray")
+    with pytest.raises(ConfigError) as failure:
+        Experiment.create(config)
+    message = str(failure.value)
+    assert message == "could not start Ray (ray_address=None): RuntimeError: Failed to start the GCS"
+    assert not Path(config["out_dir"]).exists()
+    auth = ray_executor._ray_failure("10.0.0.1:6379", ConnectionError("timed out"))
+    assert "RAY_AUTH_MODE" in auth and "\n" not in auth
+
+
+@needs_ray
+@pytest.mark.slow
+def test_no_ray_address_starts_a_local_ray_even_beside_a_running_cluster(tmp_path):
+    """A `ray start` cluster on this machine is what Ray joins when given no address; the
+    workbench's ray_address=None starts its own instance instead (its code on PYTHONPATH)."""
+    import socket as _socket
+
+    import psutil
+
+    import tempfile
+
+    # its own Ray folder (ray_current_cluster there, not in /tmp/ray), short: Ray's socket paths
+    # must stay within the 107 characters of a Unix socket name
+    ray_tmp = Path(tempfile.mkdtemp(prefix="wbray", dir="/tmp"))
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUTF8": "1"}
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                    "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        config = _long_config(tmp_path, max_steps=20)
+        out = subprocess.run([sys.executable, str(ROOT / "main.py"), str(config), f"out_dir={tmp_path / 'r'}",
+                              "progress=False", "executor=ray", "--no-plot"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        history = record.load_history(next((tmp_path / "r").iterdir()))
+        execution = history["environment"]["execution"]
+        assert execution["ray_started_here"] and not execution["ray_gcs_address"].endswith(f":{port}")
+        assert all(run["where"]["ray_node"] for run in history["runs"])
+    finally:
+        for process in psutil.process_iter(["cmdline"]):
+            if any(str(ray_tmp) in part for part in (process.info["cmdline"] or [])):
+                process.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
