@@ -25,6 +25,7 @@ from workbench.files import (HISTORY, LOCK, acquire_lock, atomic_write_bytes, no
                              remove_stale_temporaries)
 from workbench.history_file import HistoryFile
 from workbench.metric_table import MetricTable  # noqa: F401
+from workbench.safe_pickle import UntrustedFile, load_record
 
 RECORD_VERSION = 2  # 2: metric columns are float64 arrays (1: lists of floats)
 _RUN_DIR = re.compile(r"^\d{8}-\d{6}(-\d+)?_")
@@ -64,7 +65,9 @@ def save_history(run_dir: Path, history: dict) -> None:
 
 def load_history(run_dir: str | Path) -> dict:
     """The record of a run folder (or a history.pkl path), metric columns as float64 arrays
-    (records of version 1 stored lists). Raises FileNotFoundError or :class:`CorruptRecord`."""
+    (records of version 1 stored lists). Raises FileNotFoundError, :class:`CorruptRecord`, or
+    :class:`~workbench.safe_pickle.UntrustedFile` for a file that names a type the app never writes
+    (nothing of it runs)."""
     path = Path(run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: give a run folder of results/ "
@@ -75,7 +78,9 @@ def load_history(run_dir: str | Path) -> dict:
         raise FileNotFoundError(f"no {HISTORY} in {path.parent}: is it a run folder of results/?")
     try:
         with open(path, "rb") as f:
-            history = pickle.load(f)
+            history = load_record(f, str(path))
+    except UntrustedFile:
+        raise
     except Exception as exc:  # noqa: BLE001  a truncated or foreign file can raise almost anything
         raise CorruptRecord(
             f"{path} cannot be read ({type(exc).__name__}: {exc}): it is empty, truncated or not a "

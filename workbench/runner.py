@@ -39,7 +39,7 @@ from workbench.executors import make_executor
 from workbench.plan import check_models, plan_runs
 from workbench.problem import DataSplit, Problem, build_problem, cpu_can_flush, load_data, resolve_device
 from workbench.progress import Bars
-from workbench.run_state import RunState
+from workbench.run_state import RunState, read_checkpoint
 from workbench.training import checkpoint_counts
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
@@ -161,8 +161,10 @@ class Experiment:
                 f"nothing to resume: every run of {run_dir} has ended "
                 f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}; finished {history.get('finished')}). "
                 f"The record is unchanged; plot it with python plot.py {run_dir}")
-        todo = sum(not record.Record(run_dir, history).ended(i) for i in range(len(plan)))
-        executor = make_executor(config, todo)  # a Ray that cannot start fails here, before the lock
+        unfinished = [i for i in range(len(plan)) if not record.Record(run_dir, history).ended(i)]
+        for path in (run_dir / "checkpoints").glob("run_*.pt"):  # one from elsewhere fails here, unopened
+            read_checkpoint(path.read_bytes(), str(path))
+        executor = make_executor(config, len(unfinished))  # a Ray that cannot start fails here, before the lock
         record.acquire_lock(run_dir)
         record.remove_stale_temporaries(run_dir)
         experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan)
