@@ -203,11 +203,16 @@ def test_a_killed_worker_is_trained_again_from_its_checkpoint_and_the_others_go_
     config = _long_config(tmp_path, max_steps=2500)
     results = tmp_path / "results"
     process = _main([str(config), f"out_dir={results}", "progress=False", "workers=2"])
-    run_dir, history = _history_when(results, lambda h: _rows(h, 1) > 30)
-    deadline = time.time() + 60
-    while not (run_dir / "checkpoints" / "run_001.pt").is_file() and time.time() < deadline:
-        time.sleep(0.05)
+    checkpoint = {}
+
+    def checkpointed(h):  # rows on record and a checkpoint to retrain from
+        found = list(results.glob("*/checkpoints/run_001.pt"))
+        return _rows(h, 1) > 30 and bool(found) and checkpoint.setdefault("path", found[0]) is not None
+    run_dir, history = _history_when(results, checkpointed)
     victim = history["runs"][1]["where"]["pid"]
+    os.kill(victim, signal.SIGSTOP)  # frozen mid-run: it cannot finish before the kill, however fast
+    frozen = pickle.loads((run_dir / "history.pkl").read_bytes())
+    assert frozen["runs"][1]["status"] == "running" and _rows(frozen, 1) < 250, "the run ended before the kill"
     os.kill(victim, signal.SIGKILL)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
