@@ -181,6 +181,9 @@ class _Mailbox:
     def stopped(self) -> bool:
         return self.stop
 
+    def pid(self) -> int:
+        return os.getpid()
+
 
 class RayExecutor:
     name = "ray"
@@ -195,20 +198,36 @@ class RayExecutor:
         workers = config["workers"]
         self.cap = workers if isinstance(workers, int) and workers > 1 else None  # None: Ray's resources decide
 
+    def _new_mailbox(self):
+        """The mailbox actor, on the driver's own node: losing another node never loses it."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=self.ray.get_runtime_context().get_node_id(), soft=False)
+        self.mailbox = self.ray.remote(_Mailbox).options(num_cpus=0, scheduling_strategy=here).remote()
+        return self.mailbox
+
     def run(self, driver: Driver, todo: list[int]) -> None:
+        """Tasks post their messages to the mailbox; the driver drains it. A lost mailbox (its
+        process killed) loses the messages it held: every run in flight is then treated as lost
+        (it trains again from its last checkpoint on the record) and a new mailbox takes over."""
         ray = self.ray
         config = worker_config(driver.config)
         resources = {"num_cpus": 1, **driver.config["run_resources"]}
         task = ray.remote(_ray_task).options(max_retries=0, **resources)
-        mailbox = ray.remote(_Mailbox).options(num_cpus=0).remote()
+        mailbox = self._new_mailbox()
         data = ray.put(_split_to_numpy(driver.data()))
-        experiment_id = driver.experiment_id
         waiting, pending = deque(todo), {}
         stop_sent = False
 
-        def drain():
-            for messages in ray.get(mailbox.take.remote()):
+        def drain() -> bool:
+            """Apply what the mailbox holds; False if the mailbox is lost."""
+            try:
+                batches = ray.get(mailbox.take.remote())
+            except ray.exceptions.RayActorError:
+                return False
+            for messages in batches:
                 driver.apply(messages)
+            return True
 
         try:
             while True:
@@ -216,25 +235,42 @@ class RayExecutor:
                 while waiting and not stopping and (self.cap is None or len(pending) < self.cap):
                     index = waiting.popleft()
                     spec, checkpoint = driver.prepare(index)
-                    pending[task.remote(config, spec, checkpoint, data, experiment_id, mailbox)] = index
+                    pending[task.remote(config, spec, checkpoint, data, driver.experiment_id, mailbox)] = index
                 if not pending:
                     break
                 if stopping and not stop_sent:
-                    ray.get(mailbox.request_stop.remote())
+                    ray.wait([mailbox.request_stop.remote()], timeout=10)
                     stop_sent = True
                 ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.1)
-                drain()
+                if not drain():
+                    mailbox, stop_sent = self._mailbox_lost(driver, pending, waiting), False
+                    continue
                 for ref in ready:
                     index = pending.pop(ref)
                     try:
                         ray.get(ray.get(ref))  # the task's last post is in the mailbox: so are the others
-                        drain()
+                        delivered = drain()
                     except Exception as exc:  # noqa: BLE001  the task's process or node was lost
+                        delivered = drain()
                         reason = f"its Ray task was lost ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
-                        if driver.lost(index, reason):
+                        if delivered and driver.lost(index, reason):
                             waiting.appendleft(index)
+                    if not delivered:
+                        pending[ref] = index  # lost with the others in flight
+                        mailbox, stop_sent = self._mailbox_lost(driver, pending, waiting), False
+                        break
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
             drain()
             ray.kill(mailbox)
+
+    def _mailbox_lost(self, driver: Driver, pending: dict, waiting: deque):
+        """Every run in flight lost its messages with the mailbox: cancel them, let the driver
+        decide (train again from the last checkpoint on the record, or failed), and a new mailbox."""
+        for ref, index in list(pending.items()):
+            self.ray.cancel(ref, force=True)
+            if driver.lost(index, "its messages' Ray mailbox (an actor on the driver's node) was lost"):
+                waiting.appendleft(index)
+        pending.clear()
+        return self._new_mailbox()

@@ -466,3 +466,28 @@ def test_no_ray_address_starts_a_local_ray_even_beside_a_running_cluster(tmp_pat
             if any(str(ray_tmp) in part for part in (process.info["cmdline"] or [])):
                 process.kill()
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@needs_ray
+def test_a_killed_ray_mailbox_retrains_the_runs_in_flight_and_the_experiment_goes_on(tiny_config, local_ray,
+                                                                                      capfd):
+    """kill -9 of the mailbox actor's process (the one that carries messages to the driver): the
+    runs in flight train again from their last checkpoint on the record, a new mailbox takes over,
+    and the record equals an uninterrupted run's."""
+    from workbench.runner import Hooks
+
+    short = dict(epochs=300, seeds=[0], runs=RUNS[:2], save_every=0.2)
+    reference, _ = _run(_config(tiny_config, **short))
+    killed = {}
+
+    def kill_the_mailbox(view, row):
+        if view.step >= 600 and not killed:
+            killed["pid"] = ray.get(experiment.executor.mailbox.pid.remote())
+            os.kill(killed["pid"], signal.SIGKILL)
+    experiment = Experiment.create(_config(tiny_config, executor="ray", workers=2, **short),
+                                   hooks=Hooks(on_log=kill_the_mailbox))
+    assert experiment.run() == 0
+    assert killed, "the mailbox was killed mid-run"
+    assert "mailbox (an actor on the driver's node) was lost" in capfd.readouterr().err
+    history = record.load_history(experiment.run_dir)
+    _assert_same_numbers(history, record.load_history(reference.run_dir))
