@@ -491,3 +491,51 @@ def test_a_killed_ray_mailbox_retrains_the_runs_in_flight_and_the_experiment_goe
     assert "mailbox (an actor on the driver's node) was lost" in capfd.readouterr().err
     history = record.load_history(experiment.run_dir)
     _assert_same_numbers(history, record.load_history(reference.run_dir))
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_two_node_ray_cluster_trains_runs_on_both_nodes_with_the_numbers_of_one_process(tmp_path, tiny_config):
+    """`ray start --head` and a second `ray start --address` on this machine (one CPU each, their own
+    temp folders), main.py joining with ray_address="auto": the code travels as Ray's working_dir,
+    both nodes train runs, the record names each run's node, and equals a workers=1 record bitwise.
+    About 20 s on this project's 2-core machine (3 Ray processes per node, about 1 GB in all)."""
+    import socket as _socket
+    import tempfile
+
+    import psutil
+
+    head_tmp = Path(tempfile.mkdtemp(prefix="wbhead", dir="/tmp"))
+    node_tmp = Path(tempfile.mkdtemp(prefix="wbnode", dir="/tmp"))
+    # Ray 2.59+ protects clusters with a token (~/.ray/auth_token): every node and main.py ask for it
+    env = {**os.environ, "RAY_TMPDIR": str(head_tmp), "PYTHONUTF8": "1", "RAY_AUTH_MODE": "token"}
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], env=env,
+                       check=True, capture_output=True, timeout=120)
+        address = (head_tmp / "ray" / "ray_current_cluster")
+        address = address.read_text().strip() if address.is_file() else f"127.0.0.1:{port}"
+        subprocess.run([ray_cli, "start", f"--address={address}", *common], env={**env, "RAY_TMPDIR": str(node_tmp)},
+                       check=True, capture_output=True, timeout=120)
+        config = _long_config(tmp_path, max_steps=1500, runs=4)
+        out = subprocess.run([sys.executable, str(ROOT / "main.py"), str(config), f"out_dir={tmp_path / 'r'}",
+                              "progress=False", "executor=ray", "ray_address=auto", "--no-plot"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        history = record.load_history(next((tmp_path / "r").iterdir()))
+        nodes = {run["where"]["ray_node"] for run in history["runs"]}
+        assert len(nodes) == 2, nodes  # both nodes trained runs
+        assert not history["environment"]["execution"]["ray_started_here"]
+    finally:
+        for process in psutil.process_iter(["cmdline"]):
+            if any(str(head_tmp) in part or str(node_tmp) in part for part in (process.info["cmdline"] or [])):
+                process.kill()
+        shutil.rmtree(head_tmp, ignore_errors=True)
+        shutil.rmtree(node_tmp, ignore_errors=True)
+    reference = _main([str(config), f"out_dir={tmp_path / 'ref'}", "progress=False", "workers=1", "--no-plot"])
+    assert reference.communicate(timeout=300)[0] and reference.returncode == 0
+    _assert_same_numbers(history, record.load_history(next((tmp_path / "ref").iterdir())))
