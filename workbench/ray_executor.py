@@ -54,10 +54,9 @@ def connect_ray(address: str | None):
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address is None:
         options["address"] = "local"
+        # its services listen on every interface (Ray 2.60 has no loopback-only mode): Ray's token
+        # authentication, on by default for a local instance from 2.59 on, guards them
         options["runtime_env"] = {"env_vars": {"PYTHONPATH": str(ROOT)}}
-        # its services listen on every interface (Ray offers no loopback-only mode): a token guards
-        # them (Ray's default from 2.59 on; asked for here for 2.52-2.58 unless the user chose)
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
     else:  # a cluster: ship the code (not the data, results or venv) to every node
         options["address"] = address
         options["runtime_env"] = {"working_dir": str(ROOT),
