@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from workbench.errors import ConfigError
+# the record's file helpers and table live in their own modules; callers find them here too
 from workbench.files import (HISTORY, LOCK, acquire_lock, atomic_write_bytes, now_iso, release_lock,  # noqa: F401
                              remove_stale_temporaries)
 from workbench.history_file import HistoryFile
