@@ -10,7 +10,9 @@
    runs=[adamw lr=0.01]``), whole process, against a reference-style script in the GradRetentionNet
    reference's manner (torchvision ``MNIST`` + ``ToTensor`` / ``Normalize`` + ``DataLoader(batch_size=64,
    shuffle=True)``, the same 784-256-10 MLP and AdamW, a test evaluation at the end). Both pay
-   ``import torch``; the ratio is ours over the reference's (target at most 0.5).
+   ``import torch`` (and torch's lazy ``torch._dynamo`` import at the first optimizer); the ratio is
+   ours over the reference's (target at most 0.5). ``main.py`` leaves out of the exit path what
+   nothing waits for: the plots (a forked child draws them) and the interpreter's teardown.
 
 3. ``--section startup``: what a worker process costs to start, by start method. Two runs of one
    step each (the default experiment, ``max_steps=1``), ``Experiment.create`` + ``run`` in this
