@@ -115,10 +115,6 @@ class Field:
             raise ConfigError(f"{self.name} {problem}, got {value!r} (in {source})")
         return value
 
-    @property
-    def shown_default(self) -> str:
-        return repr(self.default)
-
 
 def _field(name, default, types_, help_, optional=False, check=None) -> Field:
     return Field(name, default, types_ if isinstance(types_, tuple) else (types_,), help_, optional, check)
@@ -329,7 +325,7 @@ def markdown_table() -> str:
     lines = ["| name | default | meaning |", "| --- | --- | --- |"]
     for f in FIELDS:
         meaning = f.help.replace("|", "\\|")
-        lines.append(f"| `{f.name}` | `{f.shown_default}` | {meaning} |")
+        lines.append(f"| `{f.name}` | `{f.default!r}` | {meaning} |")
     return "\n".join(lines)
 
 

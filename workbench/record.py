@@ -153,6 +153,18 @@ def to_plain(value: Any) -> Any:
 FINAL_STATUSES = ("finished", "diverged", "failed")
 
 
+def new_history(config, environment: dict) -> dict:
+    """The history of a new experiment: its resolved config, no runs yet."""
+    return {"name": config["name"], "config": to_plain(dict(config)), "created": now_iso(),
+            "finished": None, "environment": environment, "runs": []}
+
+
+def run_ended(history: dict, index: int) -> bool:
+    """Run ``index`` of a history has a final status (a run whose worker was lost has not)."""
+    runs = history["runs"]
+    return index < len(runs) and runs[index]["status"] in FINAL_STATUSES and not runs[index].get("lost_worker")
+
+
 class Record:
     """One experiment's record: the history (the contract's dict), one :class:`MetricTable` per run,
     ``history.pkl`` (appended saves, :mod:`workbench.history_file`) and the runs' checkpoints.
@@ -171,20 +183,12 @@ class Record:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.report: Callable[[str], None] = lambda text: print(text, file=sys.stderr)  # the driver's bars
 
-    @classmethod
-    def create(cls, run_dir: Path, config: dict, environment: dict) -> "Record":
-        history = {"name": config["name"], "config": to_plain(dict(config)), "created": now_iso(),
-                   "finished": None, "environment": environment, "runs": []}
-        return cls(run_dir, history)
-
     @property
     def runs(self) -> list[dict]:
         return self.history["runs"]
 
     def ended(self, index: int) -> bool:
-        """Run ``index`` has a final status (a run whose worker was lost has not)."""
-        return index < len(self.runs) and self.runs[index]["status"] in FINAL_STATUSES \
-            and not self.runs[index].get("lost_worker")
+        return run_ended(self.history, index)
 
     def checkpoint_path(self, index: int) -> Path:
         return self.checkpoint_dir / f"run_{index:03d}.pt"

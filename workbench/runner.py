@@ -141,8 +141,8 @@ class Experiment:
                                     "threads_per_run": threads_per_run(config, len(plan)),
                                     "flush_denormal": config.flush_denormal and cpu_can_flush(),
                                     **getattr(executor, "facts", {})}
-        history = record.Record.create(run_dir, config, environment).history
-        experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan, device=device)
+        experiment = cls(config, run_dir, record.new_history(config, environment), hooks, executor=executor,
+                         plan=plan, device=device)
         experiment._problem, experiment._data = problem, data
         experiment.record.save()
         return experiment
@@ -155,13 +155,13 @@ class Experiment:
         history = record.load_history(run_dir)
         config = Config.of({**BEFORE_THE_NAME, **history["config"], **(execution or {})}, source=str(run_dir))
         plan = plan_runs(config)
-        if all(record.Record(run_dir, history).ended(i) for i in range(len(plan))):
+        unfinished = [i for i in range(len(plan)) if not record.run_ended(history, i)]
+        if not unfinished:
             statuses = Counter(run["status"] for run in history["runs"])
             raise NothingToResume(
                 f"nothing to resume: every run of {run_dir} has ended "
                 f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}; finished {history.get('finished')}). "
                 f"The record is unchanged; plot it with python plot.py {run_dir}")
-        unfinished = [i for i in range(len(plan)) if not record.Record(run_dir, history).ended(i)]
         for path in (run_dir / "checkpoints").glob("run_*.pt"):  # one from elsewhere fails here, unopened
             read_checkpoint(path.read_bytes(), str(path))
         executor = make_executor(config, len(unfinished))  # a Ray that cannot start fails here, before the lock
@@ -253,9 +253,6 @@ class Experiment:
             return 130
         statuses = [r["status"] for r in self.history["runs"]]
         return 0 if all(s == "finished" for s in statuses) else 1
-
-    def save(self) -> None:
-        self.record.save()
 
     def _finished(self, index: int, status: str) -> None:
         if status == "stopped":

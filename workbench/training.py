@@ -28,8 +28,6 @@ from workbench.run_state import (RunState, checkpoint_bytes, initial_model, read
                                  seed_everything, set_rng_state)
 from workbench.schedule import Due, Schedule
 
-FINAL_STATUSES = record.FINAL_STATUSES
-
 
 class Channel(Protocol):
     """Where a run's messages go, and whether it is asked to stop."""

@@ -400,9 +400,10 @@ def test_two_ctrl_c_in_quick_succession_end_with_130_and_a_resumable_record(tmp_
 
 @needs_ray
 def test_a_failed_ray_connection_on_resume_leaves_no_lock_and_one_line(tiny_config, capsys):
+    from workbench.runner import Hooks
+
     experiment = Experiment.create(_config(tiny_config, seeds=[0], runs=RUNS[:1]),
-                                   hooks=__import__("workbench.runner", fromlist=["Hooks"]).Hooks(
-                                       should_stop=lambda state: state.step >= 4))
+                                   hooks=Hooks(should_stop=lambda state: state.step >= 4))
     assert experiment.run() == 130
     with pytest.raises(ConfigError) as failure:
         Experiment.resume(experiment.run_dir, execution=dict(executor="ray", ray_address="127.0.0.1:9"))

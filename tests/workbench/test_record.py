@@ -19,7 +19,7 @@ def _counts(data: bytes):
 
 @pytest.fixture
 def rec(tmp_path):
-    r = Record.create(tmp_path, {"name": "t", "runs": []}, {"python": "3"})
+    r = Record(tmp_path, record.new_history({"name": "t", "runs": []}, {"python": "3"}))
     r.report = lambda text: r.__dict__.setdefault("said", []).append(text)
     return r
 
