@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import ConfigError, closest_hint
+from workbench.search import NAMES as SEARCH_NAMES
+from workbench.search import SAMPLERS, Space
 
 DTYPES = ("float32", "float64")
 EXECUTORS = ("local", "ray")
@@ -79,6 +81,58 @@ def _resources(value) -> str | None:
     return "must map Ray resource names to numbers >= 0, e.g. dict(num_cpus=1, num_gpus=0.25)"
 
 
+def _val_split(value) -> str | None:
+    if isinstance(value, float):
+        return None if 0 < value < 1 else "as a fraction must lie in (0, 1) (or give a number of examples, e.g. 10000)"
+    return None if value >= 1 else "as a number of examples must be >= 1 (or give a fraction in (0, 1))"
+
+
+# The keys of ``tune`` (README "Tuning"): default, meaning.
+TUNE_KEYS = {
+    "budget": (None, "trials per tuned runs entry, the same for every entry (required)"),
+    "metric": (None, "what is maximised (*acc*) or minimised: a validation metric (default val_acc, or val_loss "
+                     "for regression) or train_loss; never a test metric"),
+    "at": ("last", "which value of the metric's curve counts: last (the last evaluation) or best (over the run)"),
+    "sampler": ("sobol", f"how the points are drawn: {' | '.join(SAMPLERS)}"),
+    "seeds": ([0], "the seeds every trial trains with (the final runs use `seeds`)"),
+    "seed": (0, "the sampler's seed (the same points for every entry with the same space)"),
+}
+
+
+def _tune(value) -> str | None:
+    unknown = [k for k in value if k not in TUNE_KEYS]
+    if unknown:
+        return f"has no key {unknown[0]!r}.{closest_hint(unknown[0], TUNE_KEYS)} Its keys: {', '.join(TUNE_KEYS)}"
+    budget = value.get("budget")
+    if not (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1):
+        return "needs budget=N, a positive number of trials per tuned entry (e.g. tune=dict(budget=8))"
+    metric = value.get("metric")
+    if metric is not None and (not isinstance(metric, str) or metric.startswith(("test_", "full_train_"))):
+        return ("metric must name a validation metric (val_acc, val_loss) or train_loss: tuning never reads the test "
+                "set")
+    if value.get("at", "last") not in ("last", "best"):
+        return "at must be \"last\" (the last evaluation) or \"best\" (the best over the run)"
+    if value.get("sampler", "sobol") not in SAMPLERS:
+        return f"sampler must be one of {', '.join(SAMPLERS)}{closest_hint(value.get('sampler'), SAMPLERS)}"
+    seeds = value.get("seeds", [0])
+    if not isinstance(seeds, (list, tuple)) or _seeds(list(seeds)):
+        return "seeds must be a non-empty list of distinct integers"
+    seed = value.get("seed", 0)
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        return "seed must be an integer >= 0"
+    return None
+
+
+def tune_settings(config) -> dict | None:
+    """``tune`` with every key filled in (None without tuning)."""
+    if config["tune"] is None:
+        return None
+    settings = {k: default for k, (default, _) in TUNE_KEYS.items()}
+    settings.update(config["tune"])
+    settings["seeds"] = list(settings["seeds"])
+    return settings
+
+
 @dataclass(frozen=True)
 class Field:
     """One standard config name. ``types``: the accepted Python types (an int stands for a float
@@ -94,6 +148,9 @@ class Field:
 
     def coerce(self, value: Any, source: str) -> Any:
         """``value`` type-checked and normalised (tuples to lists, ints to floats for float fields)."""
+        if isinstance(value, Space):
+            raise ConfigError(f"{self.name}={value!r} (in {source}): search spaces are values of algorithm parameters, "
+                              f"inside a runs entry (e.g. runs=[dict(algorithm=\"sgd\", lr=grid([0.01, 0.1]))])")
         if value is None:
             if not self.optional:
                 raise ConfigError(f"{self.name} cannot be None (in {source})")
@@ -127,6 +184,8 @@ FIELDS: tuple[Field, ...] = (
     _field("dataset_args", {}, dict, "keyword arguments of the dataset (n, d, seed, ... for generators)"),
     _field("data_dir", "data", str, "where fetched datasets live (a relative path is relative to the app folder)"),
     _field("subset", None, int, "use only the first N training examples", True, _positive_int),
+    _field("val_split", None, NUMBER, "hold out this fraction (or number) of the training examples as a validation "
+           "split, the same for every run (None: none); see README", True, _val_split),
     _field("model", "mlp", str, "a registered model"),
     _field("model_args", {}, dict, "keyword arguments of the model (hidden=[256], activation=\"relu\", ...)"),
     _field("batch_size", 64, int, "examples per step (None: full batch)", True, _positive_int),
@@ -142,7 +201,10 @@ FIELDS: tuple[Field, ...] = (
     _field("flush_denormal", True, bool, "CPU arithmetic flushes subnormal floats to zero (x86 computes them "
            "~100x slower); see README"),
     _field("dtype", "float32", str, "float32 | float64", False, _one_of(DTYPES)),
-    _field("runs", [], list, "list of dict(algorithm=..., label=..., **parameters)", False, _runs),
+    _field("runs", [], list, "list of dict(algorithm=..., label=..., **parameters); a parameter may be a search "
+           "space: grid([...]), and with tune choice([...]), uniform(lo, hi), loguniform(lo, hi)", False, _runs),
+    _field("tune", None, dict, "tune the search spaces on the validation split, the same budget per entry: "
+           "dict(budget=8, metric=\"val_acc\", sampler=\"sobol\", seeds=[0]); see README", True, _tune),
     _field("log_every", 50, int, "steps between training-loss rows (mean over the steps since the last row)",
            False, _positive_int),
     _field("eval_every", None, int, "steps between test evaluations (None: at each epoch end)", True, _positive_int),
@@ -236,20 +298,44 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         for key, value in _file_names(path).items():
             _check_name(key, path)
             values[key] = FIELD[key].coerce(value, str(path))
+    parameter_overrides = []
     for arg in overrides:
         key, sep, raw = arg.partition("=")
         key = key.strip().lstrip("-")
         if not sep or not key:
-            raise ConfigError(f"override {arg!r} is not of the form key=value (e.g. epochs=3)")
+            raise ConfigError(f"override {arg!r} is not of the form key=value (e.g. epochs=3, adamw.lr=3e-3)")
+        if "." in key:
+            parameter_overrides.append((key, parse_value(raw)))
+            continue
         _check_name(key, "the command line")
         values[key] = FIELD[key].coerce(parse_value(raw), "the command line")
+    if parameter_overrides:
+        runs = FIELD["runs"].coerce(values.get("runs", DEFAULTS["runs"]), "the command line")
+        values["runs"] = with_parameters(runs, parameter_overrides)
     return Config.of(values)
+
+
+def with_parameters(runs: list[dict], overrides: list[tuple[str, Any]]) -> list[dict]:
+    """``runs`` with each ``ALGO.PARAM`` of ``overrides`` set in every entry of algorithm ALGO."""
+    runs = [dict(entry) for entry in runs]
+    for key, value in overrides:
+        algorithm, _, parameter = key.rpartition(".")
+        if not algorithm or not parameter or parameter in ("algorithm", "label"):
+            raise ConfigError(f"override {key}=...: a dotted name is ALGORITHM.PARAMETER, e.g. adamw.lr=3e-3")
+        entries = [entry for entry in runs if entry["algorithm"] == algorithm]
+        if not entries:
+            present = sorted({entry["algorithm"] for entry in runs})
+            raise ConfigError(f"override {key}=...: no runs entry has algorithm {algorithm!r}."
+                              f"{closest_hint(algorithm, present)} The runs' algorithms: {', '.join(present) or '(none)'}")
+        for entry in entries:
+            entry[parameter] = value
+    return runs
 
 
 def _file_names(path: Path) -> dict[str, Any]:
     """The names a config file assigns (modules, functions, classes and ``_private`` names dropped)."""
     try:
-        namespace = runpy.run_path(str(path), run_name="__config__")
+        namespace = runpy.run_path(str(path), init_globals=dict(SEARCH_NAMES), run_name="__config__")
     except Exception as exc:  # noqa: BLE001  any error of the user's file
         raise ConfigError(f"config file {path} failed to run: {_where_in(path, exc)}{type(exc).__name__}: "
                           f"{exc} (a config is a file of plain Python assignments)") from None
@@ -258,11 +344,41 @@ def _file_names(path: Path) -> dict[str, Any]:
 
 
 def parse_value(raw: str) -> Any:
-    """``ast.literal_eval`` of ``raw``, or ``raw`` itself when it is not a Python literal."""
+    """``ast.literal_eval`` of ``raw`` (where search spaces may stand for values, e.g.
+    ``grid([1e-3, 1e-2])``), or ``raw`` itself when it is not such an expression."""
     try:
         return ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
+        pass
+    try:
+        tree = ast.parse(raw.strip(), mode="eval")
+    except SyntaxError:
         return raw
+    if not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in SEARCH_NAMES
+               for n in ast.walk(tree)):
+        return raw
+    try:
+        return _literal_with_spaces(tree.body)
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise ConfigError(f"cannot read the value {raw!r}: {exc} (a value is a Python literal, or a search space "
+                          f"such as grid([1e-3, 1e-2]) or loguniform(1e-4, 1.0))") from None
+
+
+def _literal_with_spaces(node: ast.AST) -> Any:
+    """A literal whose parts may be calls of the search-space names with literal arguments."""
+    if isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Name) and node.func.id in SEARCH_NAMES):
+            raise ValueError(f"only {', '.join(SEARCH_NAMES)} may be called")
+        args = [_literal_with_spaces(a) for a in node.args]
+        kwargs = {k.arg: _literal_with_spaces(k.value) for k in node.keywords}
+        return SEARCH_NAMES[node.func.id](*args, **kwargs)
+    if isinstance(node, ast.List):
+        return [_literal_with_spaces(e) for e in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_literal_with_spaces(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return {_literal_with_spaces(k): _literal_with_spaces(v) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
 
 
 def coerce(key: str, value: Any, source: str) -> Any:
@@ -276,6 +392,9 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError("nothing would stop the runs: set epochs, max_steps or max_time")
     if not config["runs"]:
         raise ConfigError("`runs` is empty: add at least one dict(algorithm=...) entry")
+    if config["tune"] is not None and config["val_split"] is None:
+        raise ConfigError("tune needs a validation split to choose on (tuning never reads the test set): set "
+                          "val_split, e.g. val_split=0.1 (a tenth of the training set) or val_split=10000")
 
 
 def _check_name(key: str, where) -> None:
@@ -286,7 +405,7 @@ def _check_name(key: str, where) -> None:
         raise ConfigError(
             f"{key!r} (in {where}) is a parameter of an algorithm, and algorithm parameters live inside `runs`, "
             f"one dict per run: in the config file runs=[dict(algorithm=\"sgd\", {key}=...)], on the command "
-            f"line 'runs=[{{\"algorithm\": \"sgd\", \"{key}\": ...}}]'")
+            f"line ALGORITHM.{key}=VALUE sets it in every runs entry of that algorithm (e.g. sgd.{key}=...)")
     raise ConfigError(f"unknown config name {key!r} in {where}.{hint} Known names: {', '.join(DEFAULTS)}")
 
 

@@ -9,6 +9,7 @@ that trains.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import sys
@@ -32,6 +33,8 @@ class DataSplit:
     task : "classification" (mean cross-entropy) or "regression" (mean squared error, see below)
     n_outputs : number of classes, or the target dimension for regression
     extras : anything a family needs besides tensors (e.g. a planted teacher), recorded nowhere
+    x_val, y_val : a validation split (None: none), held out of the training set by ``val_split``
+        (:func:`hold_out`) or given by the dataset
     """
 
     x_train: torch.Tensor
@@ -41,6 +44,8 @@ class DataSplit:
     task: str
     n_outputs: int
     extras: dict = field(default_factory=dict)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -65,6 +70,8 @@ class Problem:
     # (x, y, generator) -> (x, y): applied to every training batch on the device (augmentation);
     # ``generator`` is the run's own, so the draws follow the run across executors and resumes
     batch_transform: Callable | None = None
+    # a tuning trial's problem: its evaluations never read the test split (:meth:`without_test`)
+    test_withheld: bool = False
 
     @property
     def task(self) -> str:
@@ -81,19 +88,34 @@ class Problem:
         err = err.reshape(err.shape[0], -1).sum(dim=1)
         return err.mean() if reduction == "mean" else err.sum()
 
+    def without_test(self) -> "Problem":
+        """This problem for a tuning trial: the same tensors, but no test split to evaluate on
+        (a family's own evaluation that reads ``data.x_test`` finds it empty)."""
+        data = dataclasses.replace(self.data, x_test=self.data.x_test[:0], y_test=self.data.y_test[:0])
+        return dataclasses.replace(self, data=data, test_withheld=True)
+
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, forward: Callable | None = None) -> dict[str, float]:
-        """Test loss (and accuracy) over the whole test set, independent of the evaluation batch
-        size: losses are summed in chunks and divided by the number of examples once. A dataset
-        without a test split is evaluated on the whole training set, under the names
-        ``full_train_loss`` / ``full_train_acc`` (never as test metrics)."""
-        x, y = self.data.x_test, self.data.y_test
-        prefix = "test"
-        if x.shape[0] == 0:
-            x, y, prefix = self.data.x_train, self.data.y_train, "full_train"
+        """Validation loss and accuracy (``val_*``, when there is a validation split), then test
+        loss (and accuracy) over the whole test set, independent of the evaluation batch size:
+        losses are summed in chunks and divided by the number of examples once. A dataset without
+        a test split is evaluated on the whole training set, under the names ``full_train_loss`` /
+        ``full_train_acc`` (never as test metrics); a tuning trial's problem has neither."""
         forward = forward or model
         was_training = model.training
         model.eval()
+        metrics: dict[str, float] = {}
+        data = self.data
+        if data.x_val is not None:
+            metrics.update(self._evaluate_split(forward, data.x_val, data.y_val, "val"))
+        if data.x_test.shape[0]:
+            metrics.update(self._evaluate_split(forward, data.x_test, data.y_test, "test"))
+        elif not self.test_withheld:
+            metrics.update(self._evaluate_split(forward, data.x_train, data.y_train, "full_train"))
+        model.train(was_training)
+        return metrics
+
+    def _evaluate_split(self, forward: Callable, x: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
         total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
         correct = torch.zeros((), device=x.device, dtype=torch.int64)
         for start in range(0, x.shape[0], self.eval_batch_size):
@@ -102,7 +124,6 @@ class Problem:
             total_loss += self.loss(out, yb, reduction="sum").double()
             if self.task == "classification":
                 correct += (out.argmax(dim=1) == yb).sum()
-        model.train(was_training)
         metrics = {f"{prefix}_loss": total_loss.item() / x.shape[0]}
         if self.task == "classification":
             metrics[f"{prefix}_acc"] = 100.0 * correct.item() / x.shape[0]
@@ -137,7 +158,37 @@ def load_data(config, quiet: bool = False) -> DataSplit:
                   f"all {len(data.x_train)} are used", file=sys.stderr)
         # copies, so that the full set is freed and a worker is sent the subset alone
         data.x_train, data.y_train = data.x_train[:subset].clone(), data.y_train[:subset].clone()
-    return data
+    return hold_out(data, config.val_split, config.dataset)
+
+
+# The seed of the validation split's draw: its own, the same for every run and experiment.
+VALIDATION_SEED = 271_828
+
+
+def validation_size(val_split: int | float, n_train: int) -> int:
+    """Examples ``val_split`` holds out of ``n_train`` (a fraction, rounded, or a number)."""
+    return round(val_split * n_train) if isinstance(val_split, float) else int(val_split)
+
+
+def hold_out(data: DataSplit, val_split: int | float | None, name: str = "the dataset") -> DataSplit:
+    """``data`` with a validation split of ``val_split`` training examples (a fraction in (0, 1)
+    or a number), drawn by :data:`VALIDATION_SEED`: the same examples for every run, whatever its
+    seed; the training split keeps the others, in their order. None: ``data`` as it is."""
+    if val_split is None:
+        return data
+    if data.x_val is not None:
+        raise ConfigError(f"dataset {name!r} has its own validation split ({len(data.x_val)} examples): leave "
+                          f"val_split=None")
+    n = data.x_train.shape[0]
+    k = validation_size(val_split, n)
+    if not 1 <= k < n:
+        raise ConfigError(f"val_split={val_split!r} holds out {k} of the {n} training examples of {name!r}, "
+                          f"leaving {'none' if k >= n else 'all'} for training: give a fraction in (0, 1) or a "
+                          f"number of examples between 1 and {n - 1}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    val, train = order[:k].sort().values, order[k:].sort().values
+    return dataclasses.replace(data, x_train=data.x_train[train], y_train=data.y_train[train],
+                               x_val=data.x_train[val], y_val=data.y_train[val])
 
 
 def build_problem(config, device: torch.device | None = None, data: DataSplit | None = None) -> Problem:
@@ -157,6 +208,8 @@ def build_problem(config, device: torch.device | None = None, data: DataSplit | 
 
     data.x_train, data.y_train = place(data.x_train), place(data.y_train)
     data.x_test, data.y_test = place(data.x_test), place(data.y_test)
+    if data.x_val is not None:
+        data.x_val, data.y_val = place(data.x_val), place(data.y_val)
 
     def build_model() -> torch.nn.Module:
         try:

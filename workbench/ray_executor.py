@@ -119,7 +119,7 @@ class _RayChannel:
 
 
 _RAY_PROBLEMS: dict = {}  # per Ray worker process: the experiment's problem, built once
-_SPLIT_TENSORS = ("x_train", "y_train", "x_test", "y_test")
+_SPLIT_TENSORS = ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")
 
 
 def _split_to_numpy(data):
@@ -127,7 +127,8 @@ def _split_to_numpy(data):
     without one (a pickled tensor costs a serialisation on each side)."""
     import dataclasses
 
-    return dataclasses.replace(data, **{k: getattr(data, k).numpy() for k in _SPLIT_TENSORS})
+    return dataclasses.replace(data, **{k: getattr(data, k).numpy() for k in _SPLIT_TENSORS
+                                        if getattr(data, k) is not None})
 
 
 def _split_from_numpy(data):
@@ -135,7 +136,8 @@ def _split_from_numpy(data):
 
     import torch
 
-    return dataclasses.replace(data, **{k: torch.from_numpy(getattr(data, k).copy()) for k in _SPLIT_TENSORS})
+    return dataclasses.replace(data, **{k: torch.from_numpy(getattr(data, k).copy()) for k in _SPLIT_TENSORS
+                                        if getattr(data, k) is not None})
 
 
 def _ray_task(config, spec: dict, checkpoint, data, experiment_id: str, mailbox) -> list:

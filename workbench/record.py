@@ -27,6 +27,7 @@ from workbench.files import (HISTORY, LOCK, acquire_lock, atomic_write_bytes, no
 from workbench.history_file import HistoryFile
 from workbench.metric_table import MetricTable  # noqa: F401
 from workbench.safe_pickle import UntrustedFile, load_record
+from workbench.search import Space
 
 RECORD_VERSION = 2  # 2: metric columns are float64 arrays (1: lists of floats)
 _RUN_DIR = re.compile(r"^\d{8}-\d{6}(-\d+)?_")
@@ -133,7 +134,8 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def to_plain(value: Any) -> Any:
-    """Record-safe copy: tensors -> floats or numpy arrays, tuples -> lists, recursively."""
+    """Record-safe copy: tensors -> floats or numpy arrays, tuples -> lists, recursively (a
+    config's search spaces stay: the record's reader rebuilds them)."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         return value.item() if value.ndim == 0 else value.numpy().copy()
@@ -143,7 +145,7 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool, type(None), np.ndarray)):
+    if isinstance(value, (str, int, float, bool, type(None), np.ndarray, Space)):
         return value
     return repr(value)
 
@@ -294,6 +296,9 @@ class Record:
 
 
 def _new_run(spec: dict) -> dict:
-    return {"label": spec["label"], "algorithm": spec["algorithm"], "params": to_plain(spec["params"]),
-            "seed": spec["seed"], "status": "running", "error": None, "info": {}, "metrics": {}, "snapshots": {},
-            "where": None}
+    run = {"label": spec["label"], "algorithm": spec["algorithm"], "params": to_plain(spec["params"]),
+           "seed": spec["seed"], "phase": spec.get("phase", "final"), "entry": spec.get("entry"), "status": "running",
+           "error": None, "info": {}, "metrics": {}, "snapshots": {}, "where": None}
+    if "trial" in spec:
+        run["trial"] = spec["trial"]
+    return run

@@ -36,17 +36,30 @@ from workbench import record
 from workbench.config import Config, app_path
 from workbench.execution import resolved_workers, threads_per_run
 from workbench.executors import make_executor
-from workbench.plan import check_models, plan_runs
-from workbench.problem import DataSplit, Problem, build_problem, cpu_can_flush, load_data, resolve_device
+from workbench.plan import check_models, plan_runs, run_count
+from workbench.problem import (VALIDATION_SEED, DataSplit, Problem, build_problem, cpu_can_flush, load_data,
+                               resolve_device)
 from workbench.progress import Bars
 from workbench.run_state import RunState, read_checkpoint
 from workbench.training import checkpoint_counts
+from workbench.tuning import choices_of, decide, failure_lines
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
 EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device")
 # What a record written before a config name existed was trained with (its default has changed since).
 BEFORE_THE_NAME = {"flush_denormal": False}
+
+
+def planned(config, history: dict) -> list[dict]:
+    """The plan of a record: with tuning, the final runs once its ``tuning`` section exists."""
+    tuning = history.get("tuning")
+    return plan_runs(config, choices_of(tuning) if tuning is not None else None)
+
+
+def final_phase_due(config, plan: list[dict]) -> bool:
+    """A tuned config whose plan has its trials but not yet its final runs."""
+    return config["tune"] is not None and not any(spec["phase"] == "final" for spec in plan)
 
 
 class NothingToResume(Exception):
@@ -105,7 +118,7 @@ class Experiment:
         self.experiment_id = str(self.run_dir)
         self.hooks = hooks or Hooks()
         self.should_stop, self.should_save = self.hooks.should_stop, self.hooks.should_save
-        self.plan = plan if plan is not None else plan_runs(self.config)
+        self.plan = plan if plan is not None else planned(self.config, history)
         self.device = device if device is not None else resolve_device(self.config.device)
         todo = sum(not self.record.ended(i) for i in range(len(self.plan)))
         self.executor = executor if executor is not None else make_executor(self.config, todo)
@@ -126,7 +139,8 @@ class Experiment:
         executor (Ray installed and reachable), the dataset and one model build."""
         config = Config.of(config)
         plan = plan_runs(config)
-        executor = make_executor(config, len(plan))
+        runs = run_count(config)
+        executor = make_executor(config, runs)
         device = resolve_device(config.device)
         data = load_data(config)
         problem = build_problem(config, device, data=data) if executor.in_process else None
@@ -137,8 +151,11 @@ class Experiment:
         if config_path is not None:
             shutil.copyfile(config_path, run_dir / "config.py")
         environment = record.environment(device)
-        environment["execution"] = {"executor": executor.name, "workers": resolved_workers(config, len(plan)),
-                                    "threads_per_run": threads_per_run(config, len(plan)),
+        if data.x_val is not None:
+            environment["validation_split"] = {"seed": VALIDATION_SEED, "examples": len(data.x_val),
+                                               "training_examples": len(data.x_train)}
+        environment["execution"] = {"executor": executor.name, "workers": resolved_workers(config, runs),
+                                    "threads_per_run": threads_per_run(config, runs),
                                     "flush_denormal": config.flush_denormal and cpu_can_flush(),
                                     **getattr(executor, "facts", {})}
         experiment = cls(config, run_dir, record.new_history(config, environment), hooks, executor=executor,
@@ -154,9 +171,9 @@ class Experiment:
         run_dir = Path(run_dir)
         history = record.load_history(run_dir)
         config = Config.of({**BEFORE_THE_NAME, **history["config"], **(execution or {})}, source=str(run_dir))
-        plan = plan_runs(config)
+        plan = planned(config, history)
         unfinished = [i for i in range(len(plan)) if not record.run_ended(history, i)]
-        if not unfinished:
+        if not unfinished and not final_phase_due(config, plan):
             statuses = Counter(run["status"] for run in history["runs"])
             raise NothingToResume(
                 f"nothing to resume: every run of {run_dir} has ended "
@@ -164,7 +181,8 @@ class Experiment:
                 f"The record is unchanged; plot it with python plot.py {run_dir}")
         for path in (run_dir / "checkpoints").glob("run_*.pt"):  # one from elsewhere fails here, unopened
             read_checkpoint(path.read_bytes(), str(path))
-        executor = make_executor(config, len(unfinished))  # a Ray that cannot start fails here, before the lock
+        # a Ray that cannot start fails here, before the lock
+        executor = make_executor(config, len(unfinished) if unfinished else run_count(config))
         record.acquire_lock(run_dir)
         record.remove_stale_temporaries(run_dir)
         experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan)
@@ -233,26 +251,52 @@ class Experiment:
 
     # -- running ----------------------------------------------------------------------------
     def run(self) -> int:
-        """Train every run that is not done yet. Returns 0 if all finished, 1 if some diverged or
-        failed, 130 if interrupted."""
-        todo = [i for i in range(len(self.plan)) if not self.record.ended(i)]
-        self._bars = Bars(self.plan, len(self.plan) - len(todo), None if self.config.progress else True)
+        """Train every run that is not done yet: the tuning trials, then (once they have all
+        ended) the final runs at the chosen points. Returns 0 if all finished, 1 if some diverged
+        or failed, 130 if interrupted."""
         with self.interrupt:
-            self.interrupt.training = True
-            try:
-                self.executor.run(self, todo)
-            except KeyboardInterrupt:
-                self.interrupt.requested = True
-                self.record.stop_running()
-            finally:
-                self.interrupt.training = False
-                self._bars.close()
-                self._bars = None
+            while True:
+                self._train([i for i in range(len(self.plan)) if not self.record.ended(i)])
+                if self.interrupt.requested or not self._plan_final_phase():
+                    break
             self.record.close(interrupted=self.interrupt.requested)
         if self.interrupt.requested:
             return 130
         statuses = [r["status"] for r in self.history["runs"]]
         return 0 if all(s == "finished" for s in statuses) else 1
+
+    def _train(self, todo: list[int]) -> None:
+        self._bars = Bars(self.plan, len(self.plan) - len(todo), None if self.config.progress else True)
+        self.interrupt.training = True
+        try:
+            self.executor.run(self, todo)
+        except KeyboardInterrupt:
+            self.interrupt.requested = True
+            self.record.stop_running()
+        finally:
+            self.interrupt.training = False
+            self._bars.close()
+            self._bars = None
+
+    def _plan_final_phase(self) -> bool:
+        """Once every trial has ended: choose each tuned entry's point (the record's ``tuning``),
+        report the choices, and extend the plan with the final runs. True if there are runs to train."""
+        if not final_phase_due(self.config, self.plan) or not all(self.record.ended(i) for i in range(len(self.plan))):
+            return False
+        tuning = decide(self.config, self.plan, self.history["runs"])
+        self.history["tuning"] = tuning
+        for section in tuning:
+            if section["chosen"] is not None:
+                chosen = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in section["chosen"].items())
+                tqdm.write(f"tuned {section['label']}: {chosen} ({section['metric']} {section['chosen_value']:.4g}, "
+                           f"{section['at']} evaluation, trial {section['chosen_trial'] + 1}/{section['budget']})",
+                           file=sys.stderr)
+        for line in [w for s in tuning for w in s["edges"]] + failure_lines(tuning):
+            tqdm.write(f"warning: {line}", file=sys.stderr)
+        self.plan = plan_runs(self.config, choices_of(tuning))
+        self.record.save()
+        return any(not self.record.ended(i) for i in range(len(self.plan)))
 
     def _finished(self, index: int, status: str) -> None:
         if status == "stopped":

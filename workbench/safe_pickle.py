@@ -4,8 +4,8 @@ someone else is input, and a pickle can call any function when it is loaded.
 The app's own readers load only the types the app writes:
 
 * ``history.pkl`` through :class:`RecordUnpickler`: plain containers and numbers, numpy arrays
-  (rebuilt by numpy's own ``_reconstruct``, joined by ``numpy.concatenate``) and torch's version
-  string; anything else is refused with :class:`UntrustedFile`, before it runs;
+  (rebuilt by numpy's own ``_reconstruct``, joined by ``numpy.concatenate``), torch's version
+  string and the config's search spaces (:mod:`workbench.search`); anything else is refused with :class:`UntrustedFile`, before it runs;
 * checkpoints with ``torch.load(weights_only=True)`` (tensors and plain containers), allowing the
   numpy types of the random generators' states (:data:`NUMPY_TYPES`).
 
@@ -29,6 +29,9 @@ RECORD_GLOBALS = frozenset({
     ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy", "concatenate"),
     ("torch.torch_version", "TorchVersion"),
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("collections", "OrderedDict"),
+    # the search spaces of a config's runs entries (their constructors check their plain arguments)
+    ("workbench.search", "Grid"), ("workbench.search", "Choice"), ("workbench.search", "Uniform"),
+    ("workbench.search", "LogUniform"),
 }) | {("numpy.dtypes", type(np.dtype(t)).__name__) for t in
       ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "uint32", "bool")}
 

@@ -95,7 +95,11 @@ class TrainingRun:
     def __init__(self, problem: Problem, config, spec: dict, channel: Channel, *,
                  executor: str = "this process", should_stop: Callable | None = None,
                  should_save: Callable | None = None, where: dict | None = None):
+        self.tuning_trial = spec.get("phase") == "tune"
+        if self.tuning_trial:  # a trial never evaluates on the test split, by construction
+            problem = problem.without_test()
         self.problem, self.config, self.spec = problem, config, spec
+        self.target_metric = validation_name(config["target_metric"]) if self.tuning_trial else config["target_metric"]
         self.index = spec["index"]
         self.out = _Outbox(channel, self.index)
         self.channel = channel
@@ -246,16 +250,21 @@ class TrainingRun:
         return self.schedule.save_due(self.last_checkpoint)
 
     def _check_target_metric(self, row: dict) -> None:
-        """A ``target`` on a metric this algorithm does not report would never be reached."""
-        metric = self.config["target_metric"]
+        """A ``target`` on a metric this algorithm does not report would never be reached; a
+        tuning metric it does not report could choose nothing."""
+        metric = self.target_metric
         if self.config["target"] is not None and metric not in row:
             raise ConfigError(
                 f"target_metric={metric!r} is not reported by {self.spec['algorithm']!r}, so target="
                 f"{self.config['target']} would never stop the run; its metrics: {', '.join(sorted(row))}. "
                 f"Set target_metric to one of them")
+        tuned = (self.config["tune"] or {}).get("metric")
+        if self.tuning_trial and tuned and tuned not in row and tuned != "train_loss":
+            raise ConfigError(f"tune metric={tuned!r} is not reported by {self.spec['algorithm']!r}; its evaluation "
+                              f"reports {', '.join(sorted(row))}. Set tune's metric to one of the val_* names")
 
     def _target_reached(self, row: dict) -> bool:
-        target, metric = self.config["target"], self.config["target_metric"]
+        target, metric = self.config["target"], self.target_metric
         if target is None or metric not in row or not math.isfinite(row[metric]):
             return False
         higher_is_better = metric.endswith("acc") or metric.endswith("accuracy")
@@ -281,7 +290,7 @@ class TrainingRun:
         self.last_progress = now
         facts = {"step": self.state.step, "total": self.schedule.total}
         if row is not None:
-            facts.update(loss=row["train_loss"], epoch=row["epoch"], acc=row.get("test_acc"))
+            facts.update(loss=row["train_loss"], epoch=row["epoch"], acc=row.get("test_acc", row.get("val_acc")))
         self.out.put(m.Progress(self.index, facts))
 
     def _checkpoint(self) -> None:
@@ -307,6 +316,12 @@ class TrainingRun:
         self.rows, self.snapshots = ckpt["rows"], ckpt["snapshots"]
         self.last_snapshot_step = ckpt.get("last_snapshot_step")
         set_rng_state(ckpt["rng"], self.batch_gen)
+
+
+def validation_name(metric: str) -> str:
+    """A tuning trial's name for a test metric (``test_acc`` -> ``val_acc``): a trial's ``target``
+    is read on the validation split."""
+    return "val_" + metric.removeprefix("test_") if metric.startswith("test_") else metric
 
 
 def train_run(problem: Problem, config, spec: dict, channel: Channel, checkpoint: bytes | None = None,
