@@ -2,6 +2,9 @@
 
     python main.py experiments/NAME.py [key=value ...]     run a config, overriding names
     python main.py NAME [key=value ...]                    the same, for experiments/NAME.py
+    python main.py NAME ALGO.PARAM=VALUE                   set a parameter in every runs entry of ALGO
+                                                           (e.g. "adamw.lr=grid([1e-4, 1e-3, 1e-2])")
+    python main.py NAME --dry-run                          print the plan of runs; create nothing
     python main.py --resume results/RUN_DIR [workers=N ...] continue the unfinished runs of a record
                                                            (workers / executor / ray_address /
                                                            run_resources / progress may change)
@@ -35,10 +38,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true", help="list algorithms, datasets, models and experiments")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the unfinished runs of a run folder")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plots at the end")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (label, algorithm, parameters, seed, phase; runs and planned steps) and "
+                             "exit without creating anything")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also with the environment variable WORKBENCH_DEBUG=1)")
     args = parser.parse_intermixed_args(argv)  # options and key=value overrides in any order
-    if args.config and "=" in args.config and not args.config.endswith(".py"):
+    if args.config and "=" in args.config and not args.config.endswith(".py") and not Path(args.config).exists():
         args.overrides.insert(0, args.config)
         args.config = None
     return args
@@ -117,6 +123,13 @@ def run(args: argparse.Namespace, plot_after_exit: bool = False) -> int:
         print(list_registered())
         return 0
     try:
+        if args.dry_run:
+            if args.resume or not args.config:
+                raise ConfigError("--dry-run plans a config: python main.py experiments/NAME.py [key=value ...] --dry-run")
+            from workbench.dry_run import describe_plan
+
+            print(describe_plan(load_config(config_path(args.config), args.overrides)))
+            return 0
         if args.resume:
             if Path(args.resume).suffix == ".py":
                 raise ConfigError(f"--resume takes a run folder (results/<YYYYmmdd-HHMMSS>_<name>), not the config file "

@@ -61,7 +61,7 @@ def plot(args: argparse.Namespace) -> int:
 
     try:
         run_dirs = [Path(d) for d in args.run_dirs] or [latest_readable(args.results)]
-        _, runs = load_runs(run_dirs, args.pool)
+        histories, runs = load_runs(run_dirs, args.pool)
     except (FileNotFoundError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -70,7 +70,7 @@ def plot(args: argparse.Namespace) -> int:
 
         window_backend = matplotlib.get_backend()  # resolved before plot_record switches to Agg
     print(f"run folder: {run_dirs[0].resolve()}")
-    print(summary_table(runs))
+    print(summary_table(histories[0] if len(histories) == 1 else runs))
     paths = plot_record(run_dirs, animate=args.animate, pool=args.pool)
     for path in paths:
         print(f"plot: {path}")

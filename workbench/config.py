@@ -305,7 +305,12 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not sep or not key:
             raise ConfigError(f"override {arg!r} is not of the form key=value (e.g. epochs=3, adamw.lr=3e-3)")
         if "." in key:
-            parameter_overrides.append((key, parse_value(raw)))
+            field_name, _, inner = key.partition(".")
+            if field_name in FIELD and dict in FIELD[field_name].types and inner:
+                current = values.get(field_name, DEFAULTS[field_name]) or {}
+                values[field_name] = FIELD[field_name].coerce({**current, inner: parse_value(raw)}, "the command line")
+            else:
+                parameter_overrides.append((key, parse_value(raw)))
             continue
         _check_name(key, "the command line")
         values[key] = FIELD[key].coerce(parse_value(raw), "the command line")
@@ -345,7 +350,8 @@ def _file_names(path: Path) -> dict[str, Any]:
 
 def parse_value(raw: str) -> Any:
     """``ast.literal_eval`` of ``raw`` (where search spaces may stand for values, e.g.
-    ``grid([1e-3, 1e-2])``), or ``raw`` itself when it is not such an expression."""
+    ``grid([1e-3, 1e-2])``, and ``dict(budget=8)`` for ``{"budget": 8}``), or ``raw`` itself when
+    it is not such an expression."""
     try:
         return ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
@@ -354,7 +360,7 @@ def parse_value(raw: str) -> Any:
         tree = ast.parse(raw.strip(), mode="eval")
     except SyntaxError:
         return raw
-    if not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in SEARCH_NAMES
+    if not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _CALLABLE
                for n in ast.walk(tree)):
         return raw
     try:
@@ -364,14 +370,18 @@ def parse_value(raw: str) -> Any:
                           f"such as grid([1e-3, 1e-2]) or loguniform(1e-4, 1.0))") from None
 
 
+# What a command-line value may call: the search spaces, and dict(key=value, ...) as in a config file.
+_CALLABLE = {**SEARCH_NAMES, "dict": dict}
+
+
 def _literal_with_spaces(node: ast.AST) -> Any:
     """A literal whose parts may be calls of the search-space names with literal arguments."""
     if isinstance(node, ast.Call):
-        if not (isinstance(node.func, ast.Name) and node.func.id in SEARCH_NAMES):
-            raise ValueError(f"only {', '.join(SEARCH_NAMES)} may be called")
+        if not (isinstance(node.func, ast.Name) and node.func.id in _CALLABLE):
+            raise ValueError(f"only {', '.join(_CALLABLE)} may be called")
         args = [_literal_with_spaces(a) for a in node.args]
         kwargs = {k.arg: _literal_with_spaces(k.value) for k in node.keywords}
-        return SEARCH_NAMES[node.func.id](*args, **kwargs)
+        return _CALLABLE[node.func.id](*args, **kwargs)
     if isinstance(node, ast.List):
         return [_literal_with_spaces(e) for e in node.elts]
     if isinstance(node, ast.Tuple):

@@ -192,6 +192,10 @@ class Record:
     def ended(self, index: int) -> bool:
         return run_ended(self.history, index)
 
+    def runs_now(self) -> list[dict]:
+        """The runs with their metric columns as recorded so far (shallow copies)."""
+        return [{**run, "metrics": table.columns()} for run, table in zip(self.runs, self.tables)]
+
     def checkpoint_path(self, index: int) -> Path:
         return self.checkpoint_dir / f"run_{index:03d}.pt"
 

@@ -283,7 +283,7 @@ class Experiment:
         report the choices, and extend the plan with the final runs. True if there are runs to train."""
         if not final_phase_due(self.config, self.plan) or not all(self.record.ended(i) for i in range(len(self.plan))):
             return False
-        tuning = decide(self.config, self.plan, self.history["runs"])
+        tuning = decide(self.config, self.plan, self.record.runs_now())
         self.history["tuning"] = tuning
         for section in tuning:
             if section["chosen"] is not None:

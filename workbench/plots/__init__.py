@@ -1,7 +1,9 @@
 """Plots of run records. Matplotlib is imported only here (Agg backend unless a window is asked for).
 
 :func:`plot_record` writes the common comparison graphs (training loss against steps and epochs,
-test loss, test accuracy: one line per label, mean ± std over seeds) and, for every algorithm whose
+test loss, test accuracy, validation loss and accuracy: one line per label of the final runs, mean ± std
+over seeds), the sensitivity figures of a record with swept or tuned parameters
+(:mod:`workbench.plots.sensitivity`) and, for every algorithm whose
 family registered a plotter (``workbench.registry.PLOTTERS``; ``ANIMATIONS`` with ``--animate``),
 that family's own figures. Only the families of the record's algorithms are loaded.
 """
@@ -37,10 +39,17 @@ def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = 
     from workbench.plots import common
     from workbench.registry import ANIMATIONS, PLOTTERS, load_for
 
+    from workbench.plots.sensitivity import plot_sensitivity
+    from workbench.summary import final_runs
+
     run_dirs = [Path(d) for d in run_dirs]
     out_dir = run_dirs[0]
-    _, runs = load_runs(run_dirs, pool)
-    paths = common.plot_comparison(runs, out_dir)
+    histories, runs = load_runs(run_dirs, pool)
+    paths = []
+    if len(histories) == 1:
+        paths += plot_sensitivity(histories[0], out_dir)
+    runs = final_runs(runs) or runs  # the tuning trials are in the sensitivity figures
+    paths += common.plot_comparison(runs, out_dir)
     load_for({"algorithms": sorted({run["algorithm"] for run in runs})}, plots=True)
     by_algorithm: dict[str, list[dict]] = {}
     for run in runs:

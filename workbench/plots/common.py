@@ -14,6 +14,8 @@ COMPARISONS = (
     ("train_loss_epochs.png", "train_loss", "epoch", "training loss", True),
     ("test_loss.png", "test_loss", "epoch", "test loss", True),
     ("test_accuracy.png", "test_acc", "epoch", "test accuracy [%]", False),
+    ("val_loss.png", "val_loss", "epoch", "validation loss", True),
+    ("val_accuracy.png", "val_acc", "epoch", "validation accuracy [%]", False),
     # datasets without a test split: the same on the whole training set, named as such
     ("full_train_loss.png", "full_train_loss", "epoch", "loss on the whole training set (no test split)", True),
     ("full_train_accuracy.png", "full_train_acc", "epoch", "accuracy on the whole training set [%] (no test split)",
@@ -73,7 +75,7 @@ def first_seed_per_label(runs: list[dict], with_metrics: bool = False) -> list[d
 
 
 def mean_band(curves: list[tuple[np.ndarray, np.ndarray]]):
-    """Mean and std over seeds on the densest seed's x grid, within the range all seeds cover."""
+    """Mean and std (ddof=1) over seeds on the densest seed's x grid, within the range all seeds cover."""
     curves = [(x, y) for x, y in curves if x.size]
     if not curves:
         return None
@@ -83,7 +85,7 @@ def mean_band(curves: list[tuple[np.ndarray, np.ndarray]]):
     if grid.size == 0:
         return None
     ys = np.stack([np.interp(grid, x, y) for x, y in curves])
-    return grid, ys.mean(axis=0), ys.std(axis=0)
+    return grid, ys.mean(axis=0), (ys.std(axis=0, ddof=1) if len(ys) > 1 else np.zeros_like(grid))
 
 
 def plot_metric(runs: list[dict], key: str, x_key: str, ylabel: str, logy: bool, ax) -> bool:
