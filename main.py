@@ -60,8 +60,9 @@ def config_path(name: str) -> Path:
 
 
 def list_registered() -> str:
-    from workbench.config import FIELDS
+    from workbench.config import FIELDS, TUNE_KEYS
     from workbench.params import describe
+    from workbench.search import NAMES as SEARCH_NAMES
     from workbench.registry import ALGORITHMS, DATASETS, MODELS, load_all
 
     load_all()
@@ -77,6 +78,12 @@ def list_registered() -> str:
     lines.append("config names (name = default: meaning):")
     for field in FIELDS:
         lines.append(f"  {field.name} = {field.default!r}: {field.help}")
+    lines.append("tune keys (tune = dict(budget=8, ...); key = default: meaning):")
+    for key, (default, meaning) in TUNE_KEYS.items():
+        lines.append(f"  {key} = {default!r}: {meaning}")
+    lines.append("search spaces (a runs entry's parameter value; no import needed in a config file):")
+    for name, make in SEARCH_NAMES.items():
+        lines.append(f"  {name:<26} {(make.__doc__ or '').strip().splitlines()[0].replace('``', '')}")
     lines.append("experiments:")
     for path in sorted((ROOT / "experiments").glob("*.py")):
         first = path.read_text(encoding="utf-8").strip().splitlines()

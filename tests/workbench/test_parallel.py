@@ -540,3 +540,13 @@ def test_a_two_node_ray_cluster_trains_runs_on_both_nodes_with_the_numbers_of_on
     reference = _main([str(config), f"out_dir={tmp_path / 'ref'}", "progress=False", "workers=1", "--no-plot"])
     assert reference.communicate(timeout=300)[0] and reference.returncode == 0
     _assert_same_numbers(history, record.load_history(next((tmp_path / "ref").iterdir())))
+
+
+@needs_ray
+def test_tuning_with_ray_makes_the_choices_of_one_process(tiny_config, local_ray):
+    from tests.workbench.test_tuning import assert_same_tuning, tuned_config
+
+    one, _ = _run(tuned_config(tiny_config))
+    rayed, code = _run({**tuned_config(tiny_config), "executor": "ray"})
+    assert code == 0
+    assert_same_tuning(record.load_history(one.run_dir), record.load_history(rayed.run_dir))

@@ -19,20 +19,19 @@ from workbench.runner import Experiment, Hooks, NothingToResume  # noqa: E402
 from workbench.search import grid, loguniform  # noqa: E402
 from workbench.summary import summary_table  # noqa: E402
 
-try:
-    import ray
-except ImportError:
-    ray = None
-
-
-@pytest.fixture
-def tuned(tiny_config):
+def tuned_config(tiny_config) -> dict:
+    """Two tuned entries (log-uniform learning rates, 4 trials x 2 tuning seeds) and an untuned one."""
     config = copy.deepcopy(tiny_config)
     config.update(val_split=0.25, seeds=[0, 1], tune=dict(budget=4, seeds=[0, 1], sampler="sobol"),
                   runs=[dict(algorithm="sgd", lr=loguniform(1e-3, 1.0), momentum=0.9),
                         dict(algorithm="adamw", label="AdamW", lr=loguniform(1e-4, 1e-1)),
                         dict(algorithm="sgd", label="fixed", lr=0.05)])
     return config
+
+
+@pytest.fixture
+def tuned(tiny_config):
+    return tuned_config(tiny_config)
 
 
 def _run(config, hooks=None):
@@ -45,7 +44,8 @@ def _numbers(history: dict) -> list:
             for r in history["runs"]]
 
 
-def _assert_same(a: dict, b: dict) -> None:
+def assert_same_tuning(a: dict, b: dict) -> None:
+    """Two histories of a tuned config made the same choices with the same numbers (wall time aside)."""
     assert a["tuning"] == b["tuning"]
     for x, y in zip(_numbers(a), _numbers(b), strict=True):
         assert x[:4] == y[:4]
@@ -148,21 +148,7 @@ def test_the_same_choices_and_numbers_with_worker_processes(tuned):
     one, _ = _run(tuned)
     two, _ = _run({**copy.deepcopy(tuned), "workers": 2})
     assert two.history["environment"]["execution"]["executor"] == "worker processes"
-    _assert_same(record.load_history(one.run_dir), record.load_history(two.run_dir))
-
-
-@pytest.mark.skipif(ray is None, reason="Ray is not installed (./setup.sh --with-ray)")
-def test_the_same_choices_and_numbers_with_ray(tuned):
-    from tests.workbench.test_parallel import local_ray  # noqa: F401  (the fixture's import, for its ray.init)
-
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        one, _ = _run(tuned)
-        rayed, _ = _run({**copy.deepcopy(tuned), "executor": "ray"})
-        _assert_same(record.load_history(one.run_dir), record.load_history(rayed.run_dir))
-    finally:
-        ray.shutdown()
+    assert_same_tuning(record.load_history(one.run_dir), record.load_history(two.run_dir))
 
 
 @pytest.mark.parametrize("stop_at", ["tuning", "final"])
@@ -182,7 +168,7 @@ def test_an_interruption_in_either_phase_resumes_to_the_same_record(tuned, stop_
     assert ("tuning" in history) == (stop_at == "final")
     resumed = Experiment.resume(interrupted.run_dir)
     assert resumed.run() == 0
-    _assert_same(record.load_history(reference.run_dir), record.load_history(interrupted.run_dir))
+    assert_same_tuning(record.load_history(reference.run_dir), record.load_history(interrupted.run_dir))
 
 
 def test_a_record_stopped_between_the_phases_resumes_into_the_final_phase(tuned):
@@ -195,7 +181,7 @@ def test_a_record_stopped_between_the_phases_resumes_into_the_final_phase(tuned)
     assert "tuning" not in history and all(r["phase"] == "tune" for r in history["runs"])
     resumed = Experiment.resume(experiment.run_dir)
     assert resumed.run() == 0
-    _assert_same(record.load_history(reference.run_dir), record.load_history(experiment.run_dir))
+    assert_same_tuning(record.load_history(reference.run_dir), record.load_history(experiment.run_dir))
     with pytest.raises(NothingToResume):
         Experiment.resume(experiment.run_dir)
 
