@@ -229,3 +229,24 @@ def test_a_grid_sweep_has_a_sensitivity_figure_of_its_final_runs(tiny_config):
     expected = [np.mean([r["metrics"]["test_acc"][-1] for r in runs if r["params"]["lr"] == lr]) for lr in (0.01, 0.1, 1.0)]
     np.testing.assert_allclose(curves["sgd momentum=0.5"].get_ydata(), expected, rtol=1e-15)
     assert figures["momentum"].axes[0].get_xscale() == "linear"
+
+
+def test_time_to_target_is_the_median_first_crossing_over_the_seeds_that_reached_it():
+    from workbench.summary import summary_rows
+
+    def run(seed, acc, loss):
+        return {"label": "a", "seed": seed, "status": "finished", "phase": "final",
+                "metrics": {"step": np.array([0.0, 10, 20, 30]), "time": np.array([0.0, 1.5, 2.5, 3.5]),
+                            "epoch": np.array([0.0, 1, 2, 3]), "test_acc": np.array(acc),
+                            "test_loss": np.array(loss)}}
+    runs = [run(0, [10, 50, 80, 90], [2, 1, 0.5, 0.4]), run(1, [10, 76, 70, 95], [2, 0.6, 0.7, 0.3]),
+            run(2, [10, 40, 60, 70], [2, 1.5, 1.2, 1.0])]
+    (row,) = summary_rows(runs, target=(75.0, "test_acc"))
+    assert row["steps to target"] == "15 (1 of 3 never)" and row["s to target"] == "2"  # median of 20 and 10
+    (row,) = summary_rows(runs, target=(0.45, "test_loss"))
+    assert row["steps to target"] == "30 (1 of 3 never)" and row["s to target"] == "3.5"  # losses: <= target
+    (row,) = summary_rows(runs[2:], target=(99.0, "test_acc"))
+    assert row["steps to target"] == "never (1 of 1)"
+    assert row["final"] == "70.00"
+    (row,) = summary_rows(runs)
+    assert row["final"] == "85.00 ± 13.23"  # mean and std (ddof=1) of 90, 95, 70
