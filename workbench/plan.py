@@ -102,6 +102,12 @@ def trial_points(config, entries: list[Entry] | None = None) -> dict[int, list[d
     return {e.index: sample(e.spaces, tune["budget"], tune["sampler"], tune["seed"]) for e in entries if e.spaces}
 
 
+def first_trial_points(config) -> dict[int, dict]:
+    """Entry index -> its first trial's point: stands for the chosen point where a whole plan is
+    needed before tuning (checking every entry with the model)."""
+    return {index: points[0] for index, points in trial_points(config).items()}
+
+
 def plan_runs(config, choices: dict[int, dict | None] | None = None) -> list[dict]:
     """The planned runs (module docstring). With ``tune``, the final runs are planned only once
     ``choices`` (entry index -> the chosen point, None where no trial succeeded) is given."""

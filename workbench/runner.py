@@ -36,7 +36,7 @@ from workbench import record
 from workbench.config import Config, app_path
 from workbench.execution import resolved_workers, threads_per_run
 from workbench.executors import make_executor
-from workbench.plan import check_models, plan_runs, run_count
+from workbench.plan import check_models, first_trial_points, plan_runs, run_count
 from workbench.problem import (VALIDATION_SEED, DataSplit, Problem, build_problem, cpu_can_flush, load_data,
                                resolve_device)
 from workbench.progress import Bars
@@ -145,7 +145,8 @@ class Experiment:
         data = load_data(config)
         problem = build_problem(config, device, data=data) if executor.in_process else None
         model = (problem or build_problem(config, torch.device("cpu"), data=data)).build_model()
-        check_models(config, plan, model)
+        # with tuning, every entry's final runs too (at its first trial's point)
+        check_models(config, plan if config.tune is None else plan_runs(config, first_trial_points(config)), model)
         run_dir = record.new_run_dir(app_path(config.out_dir), config.name)
         record.acquire_lock(run_dir)
         if config_path is not None:

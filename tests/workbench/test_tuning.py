@@ -4,6 +4,7 @@ warnings, and the sensitivity figure."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -250,3 +251,22 @@ def test_time_to_target_is_the_median_first_crossing_over_the_seeds_that_reached
     assert row["final"] == "70.00"
     (row,) = summary_rows(runs)
     assert row["final"] == "85.00 ± 13.23"  # mean and std (ddof=1) of 90, 95, 70
+
+
+def test_an_untuned_entry_is_checked_with_the_model_before_tuning_starts(tuned):
+    from workbench.algorithm import Algorithm, register_algorithm
+    from workbench.registry import ALGORITHMS
+
+    @register_algorithm("_needs_no_hidden_layer")
+    class NeedsNoHiddenLayer(Algorithm):
+        @classmethod
+        def check_model(cls, model, params):
+            raise ValueError("this algorithm trains a linear model only")
+
+    try:
+        tuned["runs"] = [*tuned["runs"][:1], dict(algorithm="_needs_no_hidden_layer")]
+        with pytest.raises(ConfigError, match=r"runs\[1\] \(_needs_no_hidden_layer\) .*linear model only"):
+            Experiment.create(tuned)
+        assert not Path(tuned["out_dir"]).exists()
+    finally:
+        del ALGORITHMS["_needs_no_hidden_layer"]
