@@ -41,6 +41,7 @@ from workbench.problem import (VALIDATION_SEED, DataSplit, Problem, build_proble
                                resolve_device)
 from workbench.progress import Bars
 from workbench.run_state import RunState, read_checkpoint
+from workbench.summary import warning_lines
 from workbench.training import checkpoint_counts
 from workbench.tuning import choices_of, decide, failure_lines
 
@@ -293,7 +294,7 @@ class Experiment:
                 tqdm.write(f"tuned {section['label']}: {chosen} ({section['metric']} {section['chosen_value']:.4g}, "
                            f"{section['at']} evaluation, trial {section['chosen_trial'] + 1}/{section['budget']})",
                            file=sys.stderr)
-        for line in [w for s in tuning for w in s["edges"]] + failure_lines(tuning):
+        for line in warning_lines(tuning) + failure_lines(tuning):
             tqdm.write(f"warning: {line}", file=sys.stderr)
         self.plan = plan_runs(self.config, choices_of(tuning))
         self.record.save()

@@ -157,7 +157,7 @@ def tuning_rows(tuning: list[dict]) -> list[dict[str, str]]:
         rows.append({"label": s["label"], "trials": f"{len(s['trials'])} ({finished} finished)",
                      "tuning seeds": ", ".join(map(str, s["seeds"])), "chosen": _point(s["chosen"]),
                      f"{s['metric']} ({s['at']})": value,
-                     "edge": "; ".join(w.split(": ", 1)[1].split(" (")[0] for w in s["edges"]) or "-"})
+                     "edge": "; ".join(w.split(" (")[0] for w in s["edges"]) or "-"})
     columns = list(dict.fromkeys(k for row in rows for k in row))
     return [{k: row.get(k, "-") for k in columns} for row in rows]
 
@@ -170,6 +170,11 @@ def summary_facts(run: dict) -> dict[str, str]:
         step = (run.get("info") or {}).get("effective_step_size", "absent")
         facts = {} if step == "absent" else {"eff. step": step}
     return {k: "-" if v is None else (f"{v:.3g}" if isinstance(v, (int, float)) else str(v)) for k, v in facts.items()}
+
+
+def warning_lines(tuning: list[dict]) -> list[str]:
+    """The edge warnings of every tuned entry of a record's ``tuning``, each with its label."""
+    return [f"{s['label']}: {w}" for s in tuning for w in s["edges"]]
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
@@ -202,5 +207,5 @@ def summary_table(history_or_runs) -> str:
         parts += ["", f"tuning: {first['metric']} at the {first['at']} evaluation on the validation split, mean over "
                       f"the tuning seeds; {first['budget']} trials per entry",
                   format_table(tuning_rows(tuning))]
-        parts += [f"warning: {w}" for s in tuning for w in s["edges"]]
+        parts += [f"warning: {line}" for line in warning_lines(tuning)]
     return "\n".join(parts)

@@ -95,7 +95,8 @@ def _best(points: list[dict], metric: str) -> dict | None:
 
 
 def edge_warnings(section: dict, spaces: dict) -> list[str]:
-    """One line per numeric parameter whose chosen value is the smallest or largest one tried."""
+    """One line per numeric parameter whose chosen value is the smallest or largest one tried
+    (:func:`workbench.summary.warning_lines` prefixes the entry's label)."""
     if section["chosen"] is None:
         return []
     lines = []
@@ -108,8 +109,8 @@ def edge_warnings(section: dict, spaces: dict) -> list[str]:
             continue
         side = "largest" if value == tried[-1] else "smallest" if value == tried[0] else None
         if side:
-            lines.append(f"{section['label']}: {key}={value:.4g} is the {side} value tried ({len(tried)} values in "
-                         f"{space!r}); the best may lie outside the space: widen it")
+            lines.append(f"{key}={value:.4g} is the {side} value tried ({len(tried)} values in {space!r}); the best "
+                         f"may lie outside the space: widen it")
     return lines
 
 
