@@ -9,9 +9,10 @@
                                                            (workers / executor / ray_address /
                                                            run_resources / progress may change)
     python main.py --list                                  registered algorithms, datasets, models, experiments
+    python main.py --records                               the records in results/, newest last
 
-The run folder results/<YYYYmmdd-HHMMSS>_<name>/ receives history.pkl, a copy of the config and the
-comparison plots. Exit code: 0 when every run finished, 1 when some diverged or failed, 2 for a bad
+The run folder results/<YYYYmmdd-HHMMSS>_<name>/ receives history.pkl, a copy of the config,
+config_resolved.py (the values that ran), summary.txt / summary.csv and the comparison plots. Exit code: 0 when every run finished, 1 when some diverged or failed, 2 for a bad
 config or any other error (a message, no traceback unless --debug or WORKBENCH_DEBUG=1), 130 when
 interrupted (Ctrl-C or SIGTERM; resume with --resume).
 """
@@ -36,6 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("config", nargs="?", help="config file (experiments/NAME.py) or NAME")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of config names")
     parser.add_argument("--list", action="store_true", help="list algorithms, datasets, models and experiments")
+    parser.add_argument("--records", nargs="?", const=str(ROOT / "results"), metavar="RESULTS",
+                        help="list the records in results/ (or RESULTS): folder, name, note, date, runs, statuses, "
+                             "final metric per label")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the unfinished runs of a run folder")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plots at the end")
     parser.add_argument("--dry-run", action="store_true",
@@ -129,6 +133,11 @@ def run(args: argparse.Namespace, plot_after_exit: bool = False) -> int:
     if args.list:
         print(list_registered())
         return 0
+    if args.records:
+        from workbench.run_folder import records_table
+
+        print(records_table(args.records))
+        return 0
     try:
         if args.dry_run:
             if args.resume or not args.config:
@@ -147,7 +156,7 @@ def run(args: argparse.Namespace, plot_after_exit: bool = False) -> int:
                 raise ConfigError("no config given: python main.py experiments/NAME.py [key=value ...] (see --list)")
             path = config_path(args.config)
             config = load_config(path, args.overrides)
-            experiment = Experiment.create(config, config_path=path)
+            experiment = Experiment.create(config, config_path=path, overrides=args.overrides)
     except NothingToResume as exc:
         print(exc)
         return 0

@@ -6,8 +6,8 @@ Run it twice and overlay the two records:
     python main.py experiments/newton_summary_invariance.py
     python main.py experiments/newton_summary_invariance.py name=newton_summary_invariance_unscaled "model_args={'hidden': [64], 'activation': 'tanh'}"
     python plot.py results/<scaled run> results/<unscaled run>
-The NewtonSummary loss curves coincide (measured: max relative difference 2e-9 over 60 steps); the
-AdamW ones differ (18%).
+The NewtonSummary loss curves coincide (measured: max relative difference of the training-loss rows
+8e-7 over the 300 steps, rounding growing along the trajectory); the AdamW ones differ by up to 95%.
 """
 name = "newton_summary_invariance"
 dataset = "mnist"
@@ -16,6 +16,7 @@ dtype = "float64"
 model = "scaled_mlp"
 model_args = dict(hidden=[64], activation="tanh", weight_scales=[10.0, 0.1], bias_scales=[0.2, 5.0])
 batch_size = 100
+epochs = None                     # 300 steps are 6 epochs of the subset: max_steps alone stops the runs
 max_steps = 300
 eval_every = 50
 log_every = 10

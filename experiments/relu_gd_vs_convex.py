@@ -9,7 +9,7 @@ name = "relu_gd_vs_convex"
 dataset = "sinus"
 dataset_args = dict(n=20, seed=0)
 model = "two_layer_relu"
-# small init (scale 1e-2) is the reference's regime: neurons start near 0 and align before growing
+# a small init (scale 0.1; the reference's default is 1e-2): neurons start near 0 and align before growing
 model_args = dict(width=50, init="normal", scale=0.1, signs="mixed", train_output=True)
 dtype = "float64"            # the convex optimum is compared to ~1e-6; keep GD in float64 too
 batch_size = None            # full-batch gradient descent

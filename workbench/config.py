@@ -180,6 +180,7 @@ def _field(name, default, types_, help_, optional=False, check=None) -> Field:
 # Every name a config understands, in the order --list and the README show them.
 FIELDS: tuple[Field, ...] = (
     _field("name", "experiment", str, "run folder suffix; defaults to the config file's stem"),
+    _field("note", None, str, "a line about this experiment, shown by python plot.py --list", True),
     _field("dataset", "mnist", str, "a registered dataset (python main.py --list)"),
     _field("dataset_args", {}, dict, "keyword arguments of the dataset (n, d, seed, ... for generators)"),
     _field("data_dir", "data", str, "where fetched datasets live (a relative path is relative to the app folder)"),

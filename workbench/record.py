@@ -97,9 +97,16 @@ def load_history(run_dir: str | Path) -> dict:
 def run_dirs(out_dir: str | Path = "results") -> list[Path]:
     """The run folders that hold a history, oldest first (by their timestamped names)."""
     out_dir = Path(out_dir)
-    return sorted(
-        p for p in out_dir.glob("*") if p.is_dir() and _RUN_DIR.match(p.name) and (p / HISTORY).is_file()
-    ) if out_dir.is_dir() else []
+    if not out_dir.is_dir():
+        return []
+    found = [p for p in out_dir.glob("*") if p.is_dir() and _RUN_DIR.match(p.name) and (p / HISTORY).is_file()]
+    return sorted(found, key=_created_order)
+
+
+def _created_order(path: Path) -> tuple[str, int, str]:
+    """(timestamp, -N suffix, name): ``..._x`` before ``...-1_x`` made in the same second."""
+    match = _RUN_DIR.match(path.name)
+    return match.group(0)[:15], int((match.group(1) or "-0")[1:]), path.name
 
 
 def latest_run_dir(out_dir: str | Path = "results") -> Path:

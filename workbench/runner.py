@@ -40,6 +40,7 @@ from workbench.plan import check_models, first_trial_points, plan_runs, run_coun
 from workbench.problem import (VALIDATION_SEED, DataSplit, Problem, build_problem, cpu_can_flush, load_data,
                                resolve_device)
 from workbench.progress import Bars
+from workbench.run_folder import write_resolved_config, write_summary
 from workbench.run_state import RunState, read_checkpoint
 from workbench.summary import warning_lines
 from workbench.training import checkpoint_counts
@@ -135,9 +136,11 @@ class Experiment:
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, config: Mapping, config_path: str | Path | None = None, hooks: Hooks | None = None) -> "Experiment":
+    def create(cls, config: Mapping, config_path: str | Path | None = None, hooks: Hooks | None = None,
+               overrides: list[str] | tuple = ()) -> "Experiment":
         """Checks everything that can fail before a run folder exists: the config, the runs, the
-        executor (Ray installed and reachable), the dataset and one model build."""
+        executor (Ray installed and reachable), the dataset and one model build. The folder gets a
+        copy of ``config_path`` and ``config_resolved.py`` (the values that run, ``overrides`` applied)."""
         config = Config.of(config)
         plan = plan_runs(config)
         runs = run_count(config)
@@ -152,6 +155,7 @@ class Experiment:
         record.acquire_lock(run_dir)
         if config_path is not None:
             shutil.copyfile(config_path, run_dir / "config.py")
+        write_resolved_config(run_dir, config, str(config_path) if config_path is not None else None, overrides)
         environment = record.environment(device)
         if data.x_val is not None:
             environment["validation_split"] = {"seed": VALIDATION_SEED, "examples": len(data.x_val),
@@ -262,6 +266,10 @@ class Experiment:
                 if self.interrupt.requested or not self._plan_final_phase():
                     break
             self.record.close(interrupted=self.interrupt.requested)
+        try:
+            write_summary(self.run_dir, self.history)
+        except OSError as exc:  # the record is written; only the summary files are missing
+            tqdm.write(f"warning: could not write the summary files in {self.run_dir} ({exc})", file=sys.stderr)
         if self.interrupt.requested:
             return 130
         statuses = [r["status"] for r in self.history["runs"]]

@@ -9,21 +9,26 @@ that family's own figures. Only the families of the record's algorithms are load
 """
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 from workbench import record
 
 
-def load_runs(run_dirs: list[Path], pool: bool = False) -> tuple[list[dict], list[dict]]:
+def load_runs(run_dirs: list[Path], pool: bool = False,
+              labels: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     """(histories, runs). With several folders each label gets its record's name as a prefix, or
     the folder's name where two records share a name, so records stay apart; ``pool``: labels
-    are kept as they are, and the seeds of equal labels are pooled into one band."""
+    are kept as they are, and the seeds of equal labels are pooled into one band. ``labels``:
+    only the runs whose label (before the prefix) matches one of these shell-style patterns."""
     histories = [record.load_history(d) for d in run_dirs]
     names = [h.get("name", "") for h in histories]
     runs = []
     for history, run_dir, name in zip(histories, run_dirs, names):
         prefix = name if names.count(name) == 1 else Path(run_dir).name
         for run in history["runs"]:
+            if labels and not any(fnmatch.fnmatchcase(run["label"], pattern) for pattern in labels):
+                continue
             run = dict(run)
             if len(histories) > 1 and not pool:
                 run["label"] = f"{prefix}: {run['label']}"
@@ -31,8 +36,11 @@ def load_runs(run_dirs: list[Path], pool: bool = False) -> tuple[list[dict], lis
     return histories, runs
 
 
-def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = False) -> list[Path]:
-    """Write every plot of the given run folders into the first one; return the paths."""
+def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = False, out_dir: Path | None = None,
+                labels: list[str] | None = None, metrics: list[str] | None = None) -> list[Path]:
+    """Write every plot of the given run folders into ``out_dir`` (default: the first one); return
+    the paths. ``labels``: only the matching runs (:func:`load_runs`); ``metrics``: only the
+    comparison figures of these metrics (no sensitivity or family figures)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,13 +51,15 @@ def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = 
     from workbench.summary import final_runs
 
     run_dirs = [Path(d) for d in run_dirs]
-    out_dir = run_dirs[0]
-    histories, runs = load_runs(run_dirs, pool)
+    out_dir = Path(out_dir) if out_dir is not None else run_dirs[0]
+    histories, runs = load_runs(run_dirs, pool, labels)
     paths = []
-    if len(histories) == 1:
-        paths += plot_sensitivity(histories[0], out_dir)
+    if len(histories) == 1 and not metrics:
+        paths += plot_sensitivity(histories[0], out_dir, runs)
     runs = final_runs(runs) or runs  # the tuning trials are in the sensitivity figures
-    paths += common.plot_comparison(runs, out_dir)
+    paths += common.plot_comparison(runs, out_dir, metrics)
+    if metrics:
+        return paths
     load_for({"algorithms": sorted({run["algorithm"] for run in runs})}, plots=True)
     by_algorithm: dict[str, list[dict]] = {}
     for run in runs:

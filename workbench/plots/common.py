@@ -151,9 +151,12 @@ def comparisons(runs: list[dict]) -> list[tuple[str, str, str, str, bool]]:
     return [*COMPARISONS, *((f"{k}.png", k, "epoch", k.replace("_", " "), False) for k in keys)]
 
 
-def plot_comparison(runs: list[dict], out_dir: Path) -> list[Path]:
+def plot_comparison(runs: list[dict], out_dir: Path, metrics: list[str] | None = None) -> list[Path]:
+    """The comparison figures of the metrics the runs report (``metrics``: only these)."""
     paths = []
     for filename, key, x_key, ylabel, logy in comparisons(runs):
+        if metrics and key not in metrics:
+            continue
         fig, ax = plt.subplots(figsize=(8, 5))
         if plot_metric(runs, key, x_key, ylabel, logy, ax):
             ax.set_title(f"{ylabel} against {x_key}")
