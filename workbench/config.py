@@ -81,6 +81,14 @@ def _resources(value) -> str | None:
     return "must map Ray resource names to numbers >= 0, e.g. dict(num_cpus=1, num_gpus=0.25)"
 
 
+def _tracker(value) -> str | None:
+    from workbench.trackers import available
+
+    return None if value in available() else (f"must be one of {', '.join(map(repr, available()))}"
+                                              f"{closest_hint(value, available())} (a new tracker is one file in "
+                                              f"workbench/trackers/)")
+
+
 def _val_split(value) -> str | None:
     if isinstance(value, float):
         return None if 0 < value < 1 else "as a fraction must lie in (0, 1) (or give a number of examples, e.g. 10000)"
@@ -216,6 +224,8 @@ FIELDS: tuple[Field, ...] = (
     _field("checkpoint", True, bool, "keep resumable checkpoints (model, optimizer, RNG states) in the run folder"),
     _field("out_dir", "results", str, "parent folder of the run folders (relative to the app folder)"),
     _field("progress", True, bool, "tqdm progress bars"),
+    _field("tracker", None, str, "also send every metrics row to a tracker as it arrives: \"tensorboard\" (event "
+           "files in the run folder's tensorboard/); see README", True, _tracker),
     _field("workers", "auto", (int, str), "runs training at the same time: \"auto\" (one per run up to CPU cores / "
            "threads; 1 run: in this process), 1 (in this process) or N", False, _workers),
     _field("executor", "local", str, "local (worker processes on this machine) | ray (one Ray task per run)", False,

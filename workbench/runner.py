@@ -43,12 +43,13 @@ from workbench.progress import Bars
 from workbench.run_folder import write_resolved_config, write_summary
 from workbench.run_state import RunState, read_checkpoint
 from workbench.summary import warning_lines
+from workbench.trackers import BaseTracker, tracker_class
 from workbench.training import checkpoint_counts
 from workbench.tuning import choices_of, decide, failure_lines
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
-EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device")
+EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device", "tracker")
 # What a record written before a config name existed was trained with (its default has changed since).
 BEFORE_THE_NAME = {"flush_denormal": False}
 
@@ -129,6 +130,7 @@ class Experiment:
         self.interrupt = _Interrupt()
         self.restarts: dict[int, int] = {}
         self._bars: Bars | None = None
+        self.tracker: BaseTracker | None = None
 
     @property
     def history(self) -> dict:
@@ -143,6 +145,8 @@ class Experiment:
         copy of ``config_path`` and ``config_resolved.py`` (the values that run, ``overrides`` applied)."""
         config = Config.of(config)
         plan = plan_runs(config)
+        if config.tracker is not None:
+            tracker_class(config.tracker)  # its package is installed
         runs = run_count(config)
         executor = make_executor(config, runs)
         device = resolve_device(config.device)
@@ -212,7 +216,12 @@ class Experiment:
 
     def prepare(self, index: int) -> tuple[dict, bytes | None]:
         spec = self.plan[index]
-        return spec, self.record.prepare(spec, checkpoint_counts)
+        started_before = index < len(self.record.runs)
+        checkpoint = self.record.prepare(spec, checkpoint_counts)
+        resumed_at = int(self.record.tables[index].last("step", 0)) if checkpoint is not None else (
+            -1 if started_before else None)
+        self._track("start_run", index, spec, resumed_at)
+        return spec, checkpoint
 
     def apply(self, messages: list[m.Message]) -> list[int]:
         """Route a run's messages: the record applies them, progress goes to the display, rows to
@@ -228,8 +237,10 @@ class Experiment:
                     self._bars.progress(index, facts)
                 case m.Rows(index=index, rows=rows):
                     for row in rows:
+                        self._track("log", index, row)
                         self._driver_hooks(index, row)
                 case m.Done(index=index, status=status):
+                    self._track("end_run", index, status)
                     self._finished(index, status)
                     done.append(index)
         return done
@@ -260,12 +271,15 @@ class Experiment:
         """Train every run that is not done yet: the tuning trials, then (once they have all
         ended) the final runs at the chosen points. Returns 0 if all finished, 1 if some diverged
         or failed, 130 if interrupted."""
+        if self.config.tracker is not None:
+            self.tracker = tracker_class(self.config.tracker)(self.run_dir, self.history)
         with self.interrupt:
             while True:
                 self._train([i for i in range(len(self.plan)) if not self.record.ended(i)])
                 if self.interrupt.requested or not self._plan_final_phase():
                     break
             self.record.close(interrupted=self.interrupt.requested)
+            self._track("close")
         try:
             write_summary(self.run_dir, self.history)
         except OSError as exc:  # the record is written; only the summary files are missing
@@ -322,6 +336,17 @@ class Experiment:
         if run["error"]:
             reason = run["error"].strip().splitlines()[-1]
             tqdm.write(f"{spec['label']} seed={spec['seed']}: {run['status']}: {reason}", file=sys.stderr)
+
+    def _track(self, method: str, *args) -> None:
+        """Call the tracker; one that raises is switched off with a warning (the record goes on)."""
+        if self.tracker is None:
+            return
+        try:
+            getattr(self.tracker, method)(*args)
+        except Exception as exc:  # noqa: BLE001  a tracker never costs the record
+            tqdm.write(f"warning: tracker {self.config.tracker!r} failed in {method} ({type(exc).__name__}: {exc}); "
+                       f"it is switched off, the record goes on", file=sys.stderr)
+            self.tracker = None
 
     def _driver_hooks(self, index: int, row: dict) -> None:
         """on_log for every arriving row; should_stop too when the run trains elsewhere."""
