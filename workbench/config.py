@@ -221,6 +221,8 @@ FIELDS: tuple[Field, ...] = (
            _at_least_zero),
     _field("save_every", 60.0, NUMBER, "seconds between checkpoints of a run (each writes history.pkl first)",
            False, _positive),
+    _field("record_every", 10.0, NUMBER, "seconds between appends of the new rows to history.pkl while runs train (a "
+           "plot.py of a running experiment shows rows this old)", False, _positive),
     _field("checkpoint", True, bool, "keep resumable checkpoints (model, optimizer, RNG states) in the run folder"),
     _field("out_dir", "results", str, "parent folder of the run folders (relative to the app folder)"),
     _field("progress", True, bool, "tqdm progress bars"),

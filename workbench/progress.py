@@ -1,7 +1,82 @@
-"""The progress display of an experiment: a bar of runs done and one line per run that trains."""
+"""The progress display of an experiment: on a terminal, a bar of runs done and one bar per run
+that trains (:class:`Bars`); with stderr going to a file or a pipe (a cluster job, ``nohup``), plain
+lines at a bounded rate (:class:`Lines`). :func:`display` picks one."""
 from __future__ import annotations
 
+import sys
+import time
+
 from tqdm.auto import tqdm
+
+
+def display(plan: list[dict], done: int, enabled: bool, stream=None):
+    """Bars on a terminal, lines otherwise, nothing with ``progress=False``."""
+    stream = stream or sys.stderr
+    if not enabled:
+        return Bars(plan, done, quiet=True)
+    isatty = getattr(stream, "isatty", None)
+    return Bars(plan, done, quiet=None) if isatty is not None and isatty() else Lines(plan, done, stream)
+
+
+class Lines:
+    """One plain line per run when it starts, when it ends, and between: after each ``fraction``
+    of its steps (at most one line per ``gap`` seconds) and at least every ``seconds``: label, seed,
+    step, loss, the last evaluation. A run of a few seconds says only its start and its end."""
+
+    def __init__(self, plan: list[dict], done: int, stream, seconds: float = 60.0, fraction: float = 0.1,
+                 gap: float = 5.0):
+        self.plan, self.done, self.stream = plan, done, stream
+        self.seconds, self.fraction, self.gap = seconds, fraction, gap
+        self.last: dict[int, tuple[float, int]] = {}   # index -> (time of its last line, its last decile)
+        self.facts: dict[int, dict] = {}
+
+    def _say(self, text: str) -> None:
+        self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.stream.flush()
+
+    def _name(self, index: int) -> str:
+        spec = self.plan[index]
+        return f"{spec['label']} seed={spec['seed']}"
+
+    def start(self, index: int) -> None:
+        self.last[index] = (time.monotonic(), 0)
+        self.facts[index] = {}
+        self._say(f"start {self._name(index)} (run {index + 1} of {len(self.plan)})")
+
+    def progress(self, index: int, facts: dict) -> None:
+        if index not in self.last:
+            return
+        known = self.facts[index]
+        known.update({k: v for k, v in facts.items() if v is not None})
+        total, step = known.get("total"), known.get("step", 0)
+        decile = int(step / total / self.fraction) if total else 0
+        then, last_decile = self.last[index]
+        waited = time.monotonic() - then
+        if (decile > last_decile and waited >= self.gap) or waited >= self.seconds:
+            self.last[index] = (time.monotonic(), decile)
+            self._say(f"{self._name(index)}: {self._state(known)}")
+
+    @staticmethod
+    def _state(facts: dict) -> str:
+        total = facts.get("total")
+        step = facts.get("step", 0)
+        parts = [f"step {step}" + (f"/{total} ({100 * step / total:.0f}%)" if total else "")]
+        if facts.get("loss") is not None:
+            parts.append(f"loss {facts['loss']:.4g}")
+        if facts.get("acc") is not None:
+            parts.append(f"acc {facts['acc']:.2f}")
+        return ", ".join(parts)
+
+    def finish(self, index: int, counted: bool = True, status: str | None = None) -> None:
+        facts = self.facts.pop(index, {})
+        self.last.pop(index, None)
+        if counted:
+            self.done += 1
+        ended = status or ("ended" if counted else "to be trained again")
+        self._say(f"{ended} {self._name(index)}: {self._state(facts)} ({self.done}/{len(self.plan)} runs done)")
+
+    def close(self) -> None:
+        pass
 
 
 class Bars:
@@ -33,7 +108,7 @@ class Bars:
                 shown["acc"] = f"{facts['acc']:.2f}"
             bar.set_postfix(shown, refresh=False)
 
-    def finish(self, index: int, counted: bool = True) -> None:
+    def finish(self, index: int, counted: bool = True, status: str | None = None) -> None:
         """Close the run's line; ``counted``: the run is done (a restarted one is not)."""
         bar = self.lines.pop(index, None)
         self.slots.pop(index, None)

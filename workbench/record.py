@@ -14,6 +14,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -190,6 +191,7 @@ class Record:
         self.tables = [MetricTable(run["metrics"]) for run in history["runs"]]
         self.file = HistoryFile(self.run_dir / HISTORY)
         self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.saved_at = time.monotonic()
         self.report: Callable[[str], None] = lambda text: print(text, file=sys.stderr)  # the driver's bars
 
     @property
@@ -209,6 +211,18 @@ class Record:
     def save(self) -> None:
         """Write history.pkl: what changed since the last save is appended."""
         self.file.save(self.history, self.tables)
+        self.saved_at = time.monotonic()
+
+    def save_if_due(self, seconds: float) -> None:
+        """Save when the last save is ``seconds`` old, so that new rows reach history.pkl (and a
+        ``plot.py`` of the running experiment) within that time; a failed write waits for the next."""
+        if time.monotonic() - self.saved_at >= seconds:
+            try:
+                self.save()
+            except OSError as exc:
+                self.saved_at = time.monotonic()
+                self.report(f"warning: could not append the new rows to {self.run_dir / HISTORY} ({exc}); the "
+                            f"next save tries again")
 
     def close(self, interrupted: bool) -> None:
         """The last save: ``finished`` set unless ``interrupted``; the metric columns into the history."""

@@ -39,7 +39,7 @@ from workbench.executors import make_executor
 from workbench.plan import check_models, first_trial_points, plan_runs, run_count
 from workbench.problem import (VALIDATION_SEED, DataSplit, Problem, build_problem, cpu_can_flush, load_data,
                                resolve_device)
-from workbench.progress import Bars
+from workbench.progress import Bars, Lines, display
 from workbench.run_folder import write_resolved_config, write_summary
 from workbench.run_state import RunState, read_checkpoint
 from workbench.summary import warning_lines
@@ -49,7 +49,8 @@ from workbench.tuning import choices_of, decide, failure_lines
 
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
-EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device", "tracker")
+EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device", "tracker",
+                   "record_every")
 # What a record written before a config name existed was trained with (its default has changed since).
 BEFORE_THE_NAME = {"flush_denormal": False}
 
@@ -129,7 +130,7 @@ class Experiment:
         self._data: DataSplit | None = None
         self.interrupt = _Interrupt()
         self.restarts: dict[int, int] = {}
-        self._bars: Bars | None = None
+        self._bars: Bars | Lines | None = None
         self.tracker: BaseTracker | None = None
 
     @property
@@ -243,6 +244,7 @@ class Experiment:
                     self._track("end_run", index, status)
                     self._finished(index, status)
                     done.append(index)
+        self.record.save_if_due(self.config.record_every)
         return done
 
     def lost(self, index: int, reason: str) -> bool:
@@ -290,7 +292,7 @@ class Experiment:
         return 0 if all(s == "finished" for s in statuses) else 1
 
     def _train(self, todo: list[int]) -> None:
-        self._bars = Bars(self.plan, len(self.plan) - len(todo), None if self.config.progress else True)
+        self._bars = display(self.plan, len(self.plan) - len(todo), self.config.progress)
         self.interrupt.training = True
         try:
             self.executor.run(self, todo)
@@ -326,7 +328,7 @@ class Experiment:
         if status == "stopped":
             self.interrupt.requested = True
         if self._bars is not None:
-            self._bars.finish(index)
+            self._bars.finish(index, status=status)
         if status in ("failed", "diverged"):
             self._report_failure(index)
 
