@@ -216,7 +216,7 @@ FIELDS: tuple[Field, ...] = (
            "dict(budget=8, metric=\"val_acc\", sampler=\"sobol\", seeds=[0]); see README", True, _tune),
     _field("log_every", 50, int, "steps between training-loss rows (mean over the steps since the last row)",
            False, _positive_int),
-    _field("eval_every", None, int, "steps between test evaluations (None: at each epoch end)", True, _positive_int),
+    _field("eval_every", None, int, "steps between evaluations (None: at each epoch end, and at least 10 per run: every 1/10 of a run of fewer than 10 epochs)", True, _positive_int),
     _field("snapshot_every", 0, int, "steps between algorithm snapshots (0: only at start and end)", False,
            _at_least_zero),
     _field("save_every", 60.0, NUMBER, "seconds between checkpoints of a run (each writes history.pkl first)",

@@ -53,7 +53,8 @@ def _mean_std(values: list[float], fmt: str) -> str:
 # What the "final" column shows, first one the runs report: the test split's accuracy or loss,
 # else (a dataset without a test split) the same on the whole training set.
 SUMMARY_METRICS = ("test_acc", "test_loss", "full_train_acc", "full_train_loss")
-SPREAD_NOTE = "a ± b: mean ± standard deviation over seeds (ddof=1); final: the last evaluation of each run"
+SPREAD_NOTE = ("a ± b: mean ± standard deviation over the finished seeds (ddof=1); final: the last evaluation of "
+               "each run")
 
 
 def _summary_metric(group: list[dict], keys=SUMMARY_METRICS) -> str | None:
@@ -66,6 +67,14 @@ def _summary_metric(group: list[dict], keys=SUMMARY_METRICS) -> str | None:
 def _last(run: dict, key: str) -> float | None:
     values = column(run, key)[1]
     return float(values[-1]) if values.size else None
+
+
+def split_by_status(group: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the runs a label's mean is taken over, the others): the finished runs, or while none has
+    finished the running ones; stopped, diverged and failed runs are never averaged with them."""
+    finished = [r for r in group if r.get("status") == "finished"]
+    averaged = finished or [r for r in group if r.get("status") == "running"]
+    return averaged, [r for r in group if r not in averaged]
 
 
 def final_runs(runs: list[dict]) -> list[dict]:
@@ -86,10 +95,14 @@ def summary_rows(runs: list[dict], target: tuple[float, str] | None = None,
         key = _summary_metric(group) or "test_loss"
         accuracy = key.endswith("_acc")
         fmt = ".2f" if accuracy else ".4g"
-        final = _mean_std([_last(r, key) for r in group], fmt)
+        averaged, apart = split_by_status(group)
+        final = _mean_std([_last(r, key) for r in (averaged or group)], fmt)
         diverged = [diverged_at(r) for r in group if r.get("status") == "diverged"]
         if len(diverged) == 1 and len(group) == 1:
             final += f" (last finite; diverged at step {diverged[0]})"
+        elif apart and averaged:
+            counts = Counter(r["status"] for r in apart)
+            final += f" (not averaged: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
         elif diverged:
             final += f" ({len(diverged)} of {len(group)} diverged: their last finite values)"
         row = {"label": label, "seeds": str(len(group)), "metric": key, "final": final}

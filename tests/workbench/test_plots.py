@@ -183,3 +183,61 @@ def test_growth_figures_show_events_widths_and_predictions(tmp_path, monkeypatch
     np.testing.assert_allclose(diagonal.get_xdata(), diagonal.get_ydata())
     for fig in figures.values():
         plt.close(fig)
+
+
+def _curve(label, algorithm, lr, acc, status="finished", seed=0):
+    steps = np.arange(len(acc), dtype=float)
+    return {"label": label, "algorithm": algorithm, "params": {"lr": lr}, "seed": seed, "status": status,
+            "metrics": {"step": steps, "epoch": steps, "time": steps, "test_acc": np.asarray(acc, dtype=float)}}
+
+
+def test_finished_seeds_make_the_band_and_the_others_are_drawn_apart_and_counted():
+    from workbench.plots.common import plot_metric
+    from workbench.summary import summary_rows
+
+    runs = [_curve("a", "sgd", 0.1, [10, 80, 90], seed=0), _curve("a", "sgd", 0.1, [10, 82, 94], seed=1),
+            _curve("a", "sgd", 0.1, [10, 30], status="stopped", seed=2)]
+    fig, ax = plt.subplots()
+    assert plot_metric(runs, "test_acc", "step", "acc", False, ax)
+    mean_line = next(line for line in ax.get_lines() if line.get_label().startswith("a (n=2"))
+    assert mean_line.get_label() == "a (n=2; 1 stopped apart)"
+    np.testing.assert_array_equal(mean_line.get_ydata(), [10, 81, 92])  # the stopped run is not in the mean
+    (apart,) = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    np.testing.assert_array_equal(apart.get_ydata(), [10, 30])
+    lo, hi = ax.get_ylim()
+    assert lo > 25  # the range is set after the first points (10 % at step 0 would squash 80-94)
+    plt.close(fig)
+    (row,) = summary_rows(runs)
+    assert row["final"] == "92.00 ± 2.83 (not averaged: 1 stopped)"
+
+
+def test_one_colour_family_per_algorithm_shaded_by_its_varying_parameter():
+    from matplotlib.colors import rgb_to_hsv, to_rgb
+
+    from workbench.plots.common import label_styles
+
+    runs = [_curve("sgd 0.3", "sgd", 0.3, [1]), _curve("sgd 0.01", "sgd", 0.01, [1]), _curve("sgd 0.1", "sgd", 0.1, [1]),
+            _curve("adamw", "adamw", 1e-3, [1])]
+    styles = label_styles(runs)
+    hue = {label: rgb_to_hsv(np.array(style["color"]))[0] for label, style in styles.items()}
+    value = {label: np.mean(style["color"]) for label, style in styles.items()}
+    assert abs(hue["sgd 0.01"] - hue["sgd 0.3"]) < 0.02 and abs(hue["sgd 0.1"] - hue["sgd 0.3"]) < 0.02
+    assert abs(hue["adamw"] - hue["sgd 0.1"]) > 0.05
+    assert value["sgd 0.01"] < value["sgd 0.1"] < value["sgd 0.3"]  # dark to light with the learning rate
+    assert styles["adamw"]["color"] == to_rgb("C1")
+
+
+def test_the_summary_figure_marks_the_mean_of_the_finished_seeds_per_label():
+    from workbench.plots.common import summary_figure
+
+    runs = [_curve("a", "sgd", 0.1, [10, 90], seed=0), _curve("a", "sgd", 0.1, [10, 94], seed=1),
+            _curve("b", "adamw", 1e-3, [10, 70], seed=0), _curve("b", "adamw", 1e-3, [10, 20], "diverged", seed=1)]
+    fig = summary_figure(runs, note="2/4 runs finished")
+    ax = fig.axes[0]
+    assert fig.metric == "test_acc" and "2/4 runs finished" in ax.get_title()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a (n=2)", "b (n=1; 1 diverged apart)"]
+    means = [c.lines[0].get_xdata()[0] for c in ax.containers]
+    assert means == [92.0, 70.0]
+    hollow = [line for line in ax.get_lines() if line.get_markerfacecolor() == "none"]
+    assert [line.get_xdata()[0] for line in hollow] == [20.0]
+    plt.close(fig)

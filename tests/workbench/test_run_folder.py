@@ -110,8 +110,8 @@ def test_plotting_two_records_writes_a_new_folder_and_filters(tmp_path, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in a.run_dir.iterdir()} == before  # A's own files untouched
     (folder,) = (results / "comparisons").iterdir()
     assert folder.name.endswith("_tiny_file_vs_second")
-    assert sorted(p.name for p in folder.iterdir()) == ["summary.txt", "test_accuracy.png", "train_loss_epochs.png",
-                                                        "train_loss_steps.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.png", "summary.txt", "test_accuracy.png",
+                                                        "train_loss_epochs.png", "train_loss_steps.png"]
     summary = (folder / "summary.txt").read_text(encoding="utf-8")
     assert "tiny_file: AdamW" in summary and "second: AdamW" in summary and "sgd" not in summary
     out = tmp_path / "mine"

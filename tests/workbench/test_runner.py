@@ -331,7 +331,7 @@ def test_bad_hyperparameter_values_fail_before_any_training(tiny_config):
 
 
 def test_a_step_can_ask_for_a_row_of_its_own(tiny_config):
-    tiny_config.update(log_every=4, runs=[dict(algorithm="_test_scripted", event_at=5)])
+    tiny_config.update(log_every=4, eval_every=6, runs=[dict(algorithm="_test_scripted", event_at=5)])
     experiment, _ = run(tiny_config)
     metrics = experiment.history["runs"][0]["metrics"]
     assert 5.0 in metrics["step"] and "wants_row" not in metrics

@@ -66,3 +66,20 @@ def test_a_batch_transform_sees_every_training_batch_with_the_runs_generator(tin
     assert len(seen) == steps and all(s == (16, torch.device("cpu"), True) for s in seen)
     assert runs["plain"][0] == runs["flipped"][0]  # the same initial evaluation
     assert runs["plain"][-1]["train_loss"] != runs["flipped"][-1]["train_loss"]  # trained on other inputs
+
+
+def test_a_run_of_few_epochs_is_evaluated_at_least_ten_times_by_default(tiny_config):
+    from workbench.schedule import Schedule
+
+    config = {**tiny_config, "eval_every": None}
+    few = Schedule(config, total=90, per_epoch=45)     # two epochs: every 9 steps, and at the epoch ends
+    odd = Schedule(config, total=95, per_epoch=50)     # every 10 steps and at step 50
+    assert [s for s in range(1, 96) if odd.after_step(s, 0.0, s == 50, False, False).evaluate] == [
+        10, 20, 30, 40, 50, 60, 70, 80, 90, 95]         # 95: the last step always is
+    evaluated = [s for s in range(1, 91) if few.after_step(s, 0.0, s % 45 == 0, False, False).evaluate]
+    assert evaluated == list(range(9, 91, 9))  # the epoch end, step 45, is one of them
+    many = Schedule(config, total=120, per_epoch=10)   # twelve epochs: at the epoch ends only
+    assert [s for s in range(1, 121) if many.after_step(s, 0.0, s % 10 == 0, False, False).evaluate] == list(
+        range(10, 121, 10))
+    fixed = Schedule({**config, "eval_every": 30}, total=90, per_epoch=45)
+    assert [s for s in range(1, 91) if fixed.after_step(s, 0.0, s % 45 == 0, False, False).evaluate] == [30, 60, 90]

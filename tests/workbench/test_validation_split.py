@@ -44,7 +44,7 @@ def test_a_split_that_leaves_nothing_or_everything_is_refused(tiny_config):
 
 
 def test_runs_record_validation_metrics_equal_to_an_evaluation_of_the_held_out_examples(tiny_config):
-    config = {**copy.deepcopy(tiny_config), "val_split": 0.25, "runs": [dict(algorithm="sgd", lr=0.1)]}
+    config = {**copy.deepcopy(tiny_config), "val_split": 0.25, "eval_every": 5, "runs": [dict(algorithm="sgd", lr=0.1)]}
     experiment = Experiment.create(config)
     assert experiment.run() == 0
     run = experiment.history["runs"][0]

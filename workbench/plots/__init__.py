@@ -36,6 +36,23 @@ def load_runs(run_dirs: list[Path], pool: bool = False,
     return histories, runs
 
 
+def progress_note(histories: list[dict]) -> str | None:
+    """"3/9 runs finished (record in progress)" for a record that has not ended, else None."""
+    if all(h.get("finished") for h in histories):
+        return None
+    done = sum(r["status"] == "finished" for h in histories for r in h["runs"])
+    planned = 0
+    for history in histories:
+        try:
+            from workbench.config import Config
+            from workbench.plan import run_count
+
+            planned += max(run_count(Config.of(history["config"])), len(history["runs"]))
+        except Exception:  # noqa: BLE001  a record of an older version, or of a family not installed
+            planned += len(history["runs"])
+    return f"{done}/{planned} runs finished (record in progress or interrupted)"
+
+
 def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = False, out_dir: Path | None = None,
                 labels: list[str] | None = None, metrics: list[str] | None = None) -> list[Path]:
     """Write every plot of the given run folders into ``out_dir`` (default: the first one); return
@@ -57,7 +74,7 @@ def plot_record(run_dirs: list[str | Path], animate: bool = False, pool: bool = 
     if len(histories) == 1 and not metrics:
         paths += plot_sensitivity(histories[0], out_dir, runs)
     runs = final_runs(runs) or runs  # the tuning trials are in the sensitivity figures
-    paths += common.plot_comparison(runs, out_dir, metrics)
+    paths += common.plot_comparison(runs, out_dir, metrics, progress_note(histories))
     if metrics:
         return paths
     load_for({"algorithms": sorted({run["algorithm"] for run in runs})}, plots=True)
