@@ -222,16 +222,20 @@ class TrainingRun:
         it ends here: diverged, or finished at its target."""
         state = self.state
         state.loss_sum = loss_acc.item()
-        row = {"step": state.step, "time": seconds, "epoch": state.epoch + state.position / self.problem.n_train,
-               "train_loss": state.loss_sum / state.loss_count}
+        row = {"step": state.step, "time": seconds, "epoch": state.epoch + state.position / self.problem.n_train}
+        mean = state.loss_sum / state.loss_count
+        # every training-loss point averages log_every steps (the last one of a run: the steps since
+        # the previous point); a row due only for an evaluation or an epoch end carries none
+        if state.step % self.config["log_every"] == 0 or due.finishing or not math.isfinite(mean):
+            row["train_loss"] = mean
+            loss_acc.zero_()
+            state.loss_sum, state.loss_count = 0.0, 0
         for key, value in step_metrics.items():
             if key != "train_loss":
                 row[key] = float(value)
-        loss_acc.zero_()
-        state.loss_sum, state.loss_count = 0.0, 0
-        if not math.isfinite(row["train_loss"]):
+        if not math.isfinite(mean):
             self._emit_row(row)
-            return "diverged", f"non-finite training loss {row['train_loss']} at step {state.step}"
+            return "diverged", f"non-finite training loss {mean} at step {state.step}"
         if due.evaluate:
             row.update(self.algo.evaluate())
             self._check_target_metric(row)
@@ -292,7 +296,7 @@ class TrainingRun:
         self.last_progress = now
         facts = {"step": self.state.step, "total": self.schedule.total}
         if row is not None:
-            facts.update(loss=row["train_loss"], epoch=row["epoch"], acc=row.get("test_acc", row.get("val_acc")))
+            facts.update(loss=row.get("train_loss"), epoch=row["epoch"], acc=row.get("test_acc", row.get("val_acc")))
         self.out.put(m.Progress(self.index, facts))
 
     def _checkpoint(self) -> None:

@@ -117,3 +117,56 @@ def test_plotting_two_records_writes_a_new_folder_and_filters(tmp_path, capsys):
     out = tmp_path / "mine"
     assert plot.main([str(a.run_dir), str(b.run_dir), "--out", str(out), "--results", str(results)]) == 0
     assert (out / "test_accuracy.png").is_file() and len(list((results / "comparisons").iterdir())) == 1
+
+
+def test_progress_goes_to_plain_lines_when_stderr_is_not_a_terminal():
+    from workbench.progress import Bars, Lines, display
+
+    class Log(io.StringIO):
+        def isatty(self):
+            return False
+
+    plan = [{"label": "AdamW", "seed": 0}, {"label": "SGD", "seed": 1}]
+    log = Log()
+    lines = display(plan, 0, True, stream=log)
+    assert isinstance(lines, Lines) and isinstance(display(plan, 0, False, stream=log), Bars)
+    lines.gap = 0.0
+    lines.start(0)
+    lines.progress(0, {"step": 5, "total": 100})             # below a tenth: nothing
+    lines.progress(0, {"step": 10, "total": 100, "loss": 0.5})
+    lines.progress(0, {"step": 11, "total": 100})             # the same tenth: nothing
+    lines.progress(0, {"step": 100, "total": 100, "loss": 0.25, "acc": 91.0})
+    lines.finish(0, status="finished")
+    said = [line.split(" ", 1)[1] for line in log.getvalue().splitlines()]
+    assert said == ["start AdamW seed=0 (run 1 of 2)",
+                    "AdamW seed=0: step 10/100 (10%), loss 0.5",
+                    "AdamW seed=0: step 100/100 (100%), loss 0.25, acc 91.00",
+                    "finished AdamW seed=0: step 100/100 (100%), loss 0.25, acc 91.00 (1/2 runs done)"]
+
+
+def test_figures_of_an_unfinished_record_say_how_many_runs_have_finished(tmp_path):
+    from workbench.plots import progress_note
+    from workbench.runner import Hooks
+
+    path = _config_file(tmp_path)
+    count = {"n": 0}
+
+    def stop(state):
+        count["n"] += 1
+        return count["n"] == 15  # during the third run (two epochs of 5 steps each)
+
+    experiment = Experiment.create(load_config(path), hooks=Hooks(should_stop=stop))
+    assert experiment.run() == 130
+    history = record.load_history(experiment.run_dir)
+    assert progress_note([history]) == "1/6 runs finished (record in progress or interrupted)"
+    assert Experiment.resume(experiment.run_dir).run() == 0
+    assert progress_note([record.load_history(experiment.run_dir)]) is None
+
+
+def test_watch_redraws_until_the_record_has_ended(tmp_path, capsys):
+    experiment = _experiment(_config_file(tmp_path))
+    for name in ("test_accuracy.png", "summary.txt"):
+        (experiment.run_dir / name).unlink(missing_ok=True)
+    assert plot.main([str(experiment.run_dir), "--watch", "0.1"]) == 0
+    assert "figures redrawn; the record has ended" in capsys.readouterr().out
+    assert (experiment.run_dir / "test_accuracy.png").is_file() and (experiment.run_dir / "summary.txt").is_file()

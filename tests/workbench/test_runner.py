@@ -370,3 +370,33 @@ def test_main_prints_the_summary_exits_and_a_child_draws_the_plots(tmp_path):
     out, err = piped.communicate(timeout=300)
     assert piped.returncode == 0, err
     assert all(f"{n}" in out for n in names)
+
+
+if "_test_counter" not in ALGORITHMS:
+    @register_algorithm("_test_counter")
+    class Counter(Algorithm):
+        """Reports its step number as the training loss (and trains nothing)."""
+
+        defaults = {}
+
+        def __init__(self, problem, model, seed: int | None = None, **params):
+            super().__init__(problem, model, seed=seed, **params)
+            self.count = 0
+
+        def step(self, x, y):
+            self.count += 1
+            return {"train_loss": float(self.count)}
+
+
+def test_every_training_loss_point_averages_log_every_steps(tiny_config):
+    """Losses 1, 2, 3, ...: a point at step s over the window (s-4, s] is s - 1.5; the epoch ends
+    (steps 6 and 12 of 6-step epochs) and evaluations get rows without a training loss; the last
+    row (step 14, max_steps) averages the two steps since step 12."""
+    tiny_config.update(log_every=4, epochs=None, max_steps=14, eval_every=None, runs=[dict(algorithm="_test_counter")])
+    experiment, _ = run(tiny_config)
+    metrics = experiment.history["runs"][0]["metrics"]
+    with_loss = ~np.isnan(metrics["train_loss"])
+    assert metrics["step"][with_loss].tolist() == [4.0, 8.0, 12.0, 14.0]
+    assert metrics["train_loss"][with_loss].tolist() == [2.5, 6.5, 10.5, 13.5]
+    assert {6.0, 12.0} <= set(metrics["step"][~np.isnan(metrics["test_loss"])].tolist())
+    assert 6.0 in metrics["step"] and np.isnan(metrics["train_loss"][metrics["step"].tolist().index(6.0)])
