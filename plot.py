@@ -124,10 +124,13 @@ def draw(args: argparse.Namespace, run_dirs: list[Path], quiet: bool = False) ->
           else f"run folder: {run_dirs[0].resolve()}")
     one = histories[0] if len(histories) == 1 and not args.labels else {"runs": runs}
     print(summary_table(one))
-    if len(histories) == 1 and not args.labels:
-        write_summary(out_dir, histories[0])
-    else:
-        (out_dir / "summary.txt").write_text(summary_table(one) + "\n", encoding="utf-8")
+    try:
+        if len(histories) == 1 and not args.labels:
+            write_summary(out_dir, histories[0])
+        else:
+            (out_dir / "summary.txt").write_text(summary_table(one) + "\n", encoding="utf-8")
+    except OSError as exc:  # a record in a read-only folder: the table is printed above
+        print(f"warning: could not write the summary files in {out_dir} ({exc})", file=sys.stderr)
     paths = plot_record(run_dirs, animate=args.animate, pool=args.pool, out_dir=out_dir, labels=args.labels,
                         metrics=args.metrics)
     if not quiet:
