@@ -3,7 +3,7 @@ rem Gradient Workbench setup for Windows: creates .venv, installs torch (a CUDA 
 rem driver is present) and requirements.txt, and puts MNIST into data\. Safe to run again: every
 rem step skips what is already done. Double-click it, or run it from a console:
 rem
-rem   setup.bat [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
+rem   setup.bat [--mnist-dir DIR] [--cifar-dir DIR] [--with-cifar] [cpu] [--with-ray] [--no-pause]
 rem
 rem   --mnist-dir DIR   offline MNIST: a folder with the four IDX files (raw or .gz), copied into data\
 rem                     (same as: set MNIST_DIR=DIR)
@@ -67,6 +67,18 @@ if /i "%~1"=="--with-ray" (
     shift
     goto :parse_args
 )
+if /i "%~1"=="--cifar-dir" (
+    if "%~2"=="" goto :cifar_dir_missing
+    set "CIFAR_DIR=%~2"
+    shift
+    shift
+    goto :parse_args
+)
+if /i "%~1"=="--with-cifar" (
+    set "WITH_CIFAR=1"
+    shift
+    goto :parse_args
+)
 if /i "%~1"=="cpu" (
     set "TORCH_CPU=1"
     shift
@@ -80,7 +92,7 @@ if /i "%~1"=="--cpu" (
 if /i "%~1"=="--help" goto :usage
 if /i "%~1"=="-h" goto :usage
 echo error: unknown argument "%~1"
-echo usage: setup.bat [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
+echo usage: setup.bat [--mnist-dir DIR] [--cifar-dir DIR] [--with-cifar] [cpu] [--with-ray] [--no-pause]
 set "STEP=reading the arguments"
 goto :fail
 
@@ -89,11 +101,18 @@ echo error: --mnist-dir needs a folder, e.g. setup.bat --mnist-dir C:\Downloads\
 set "STEP=reading the arguments"
 goto :fail
 
+:cifar_dir_missing
+echo error: --cifar-dir needs a folder, e.g. setup.bat --cifar-dir C:\Downloads\cifar
+set "STEP=reading the arguments"
+goto :fail
+
 :usage
-echo usage: setup.bat [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
+echo usage: setup.bat [--mnist-dir DIR] [--cifar-dir DIR] [--with-cifar] [cpu] [--with-ray] [--no-pause]
 echo   --mnist-dir DIR   offline MNIST: folder with the four IDX files (raw or .gz); or set MNIST_DIR=DIR
 echo   cpu               CPU-only torch even with an NVIDIA GPU; or set TORCH_CPU=1
 echo   --with-ray        also install Ray for executor="ray"; or set WITH_RAY=1
+echo   --cifar-dir DIR   CIFAR-10/100 from a folder or their .tar.gz archives; or set CIFAR_DIR=DIR
+echo   --with-cifar      download CIFAR-10 and CIFAR-100 (2 x 170 MB); or set WITH_CIFAR=1
 echo   --no-pause        do not wait for a key at the end
 echo Variables: PYTHON, TORCH_INDEX_URL, TORCH_CPU, MNIST_DIR, CI
 popd
@@ -265,6 +284,12 @@ rem backslash ("D:\", "C:\mnist files\") would escape the closing quote for Pyth
 set "STEP=putting MNIST into data\"
 if defined MNIST_SOURCE set "MNIST_DIR=%MNIST_SOURCE%"
 "%VENV_PY%" -m workbench.mnist_files --dest data
+if not "%ERRORLEVEL%"=="0" goto :fail
+rem CIFAR: the folder travels in the environment (CIFAR_DIR), like MNIST_DIR above.
+set "STEP=putting CIFAR into data\"
+if defined CIFAR_DIR "%VENV_PY%" -m workbench.cifar_files --from-environment
+if not "%ERRORLEVEL%"=="0" goto :fail
+if "%WITH_CIFAR%"=="1" if not defined CIFAR_DIR "%VENV_PY%" -m workbench.cifar_files --download
 if not "%ERRORLEVEL%"=="0" goto :fail
 
 :summary

@@ -2,10 +2,13 @@
 # Gradient Workbench setup for Linux and macOS: creates .venv, installs torch and requirements.txt,
 # and puts MNIST into data/. Safe to run again: every step skips what is already done.
 #
-#   ./setup.sh [--mnist-dir DIR] [cpu] [--with-ray] [--no-pause]
+#   ./setup.sh [--mnist-dir DIR] [--cifar-dir DIR] [--with-cifar] [cpu] [--with-ray] [--no-pause]
 #
 #   --mnist-dir DIR   offline MNIST: a folder with the four IDX files (raw or .gz), copied into data/
 #                     (same as the environment variable MNIST_DIR=DIR)
+#   --cifar-dir DIR   CIFAR-10/100 from a folder with cifar-10-batches-py/, cifar-100-python/ or their
+#                     .tar.gz archives, copied into data/ (same as CIFAR_DIR=DIR)
+#   --with-cifar      download CIFAR-10 and CIFAR-100 (2 x 170 MB; same as WITH_CIFAR=1); never by default
 #   cpu               CPU-only torch (same as TORCH_CPU=1); uses https://download.pytorch.org/whl/cpu
 #   --with-ray        also install Ray (requirements-ray.txt) for executor="ray" (same as WITH_RAY=1)
 #   --no-pause        never wait for Enter (also when the environment variable CI is set); by
@@ -14,7 +17,7 @@
 #
 # Environment: PYTHON (interpreter that creates .venv; default python3, then python),
 # TORCH_INDEX_URL (pip index for torch/torchvision, e.g. https://download.pytorch.org/whl/cu128),
-# TORCH_CPU=1, MNIST_DIR.
+# TORCH_CPU=1, MNIST_DIR, CIFAR_DIR, WITH_CIFAR=1.
 set -Eeuo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -27,6 +30,8 @@ PAUSE=1
 MNIST_SOURCE=""
 TORCH_CPU="${TORCH_CPU:-0}"
 WITH_RAY="${WITH_RAY:-0}"
+CIFAR_SOURCE="${CIFAR_DIR:-}"
+WITH_CIFAR="${WITH_CIFAR:-0}"
 
 usage() { sed -n '2,/^set -/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
@@ -38,6 +43,11 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || { echo "error: --mnist-dir needs a folder" >&2; exit 2; }
             MNIST_SOURCE="$2"; shift ;;
         --mnist-dir=*) MNIST_SOURCE="${1#--mnist-dir=}" ;;
+        --cifar-dir)
+            [ $# -ge 2 ] || { echo "error: --cifar-dir needs a folder" >&2; exit 2; }
+            CIFAR_SOURCE="$2"; shift ;;
+        --cifar-dir=*) CIFAR_SOURCE="${1#--cifar-dir=}" ;;
+        --with-cifar) WITH_CIFAR=1 ;;
         cpu|--cpu) TORCH_CPU=1 ;;
         --with-ray) WITH_RAY=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -159,6 +169,13 @@ step "MNIST into data/"
 MNIST_ARGS=(--dest data)
 [ -n "$MNIST_SOURCE" ] && MNIST_ARGS+=(--source "$MNIST_SOURCE")
 "$VENV_PY" -m workbench.mnist_files "${MNIST_ARGS[@]}"
+if [ -n "$CIFAR_SOURCE" ]; then
+    step "CIFAR into data/ (from $CIFAR_SOURCE)"
+    "$VENV_PY" -m workbench.cifar_files --from "$CIFAR_SOURCE"
+elif [ "$WITH_CIFAR" = 1 ]; then
+    step "CIFAR into data/ (download)"
+    "$VENV_PY" -m workbench.cifar_files --download
+fi
 
 # ---- summary -------------------------------------------------------------------------------------
 trap - ERR

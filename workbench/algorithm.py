@@ -216,16 +216,40 @@ def register_algorithm(name: str):
     return decorate
 
 
+SCHEDULE = Param("constant", "learning-rate schedule: constant | cosine | dict(kind=\"cosine\", final=0.01, "
+                 "warmup=500) | dict(kind=\"step\", epochs=[100, 150], factor=0.1) | dict(kind=\"linear_warmup\", "
+                 "warmup=500); README \"Learning-rate schedules\"")
+
+
 class OptimizerAlgorithm(Algorithm):
     """An algorithm that trains the problem's model with one ``torch.optim.Optimizer``.
 
     Subclasses implement :meth:`build_optimizer`; the step is the usual zero_grad / forward /
-    mean loss / backward / ``optimizer.step()``. The loss is returned as a 0-d tensor (no host sync).
+    mean loss / backward / ``optimizer.step()`` / ``scheduler.step()``. The loss is returned as a
+    0-d tensor (no host sync). Every subclass that keeps this step gets the ``schedule`` parameter
+    (:mod:`workbench.lr_schedule`); with a schedule the current learning rate is the ``lr`` metric.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        if "PARAMS" in cls.__dict__ and cls.step is OptimizerAlgorithm.step and "schedule" not in cls.PARAMS:
+            cls.PARAMS = {**cls.PARAMS, "schedule": SCHEDULE}
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, problem, model, seed: int | None = None, **params):
         super().__init__(problem, model, seed=seed, **params)
-        self.optimizer = self.build_optimizer(model.parameters(), **self.params)
+        optimizer_params = {k: v for k, v in self.params.items() if k != "schedule"}
+        self.optimizer = self.build_optimizer(model.parameters(), **optimizer_params)
+        self.scheduler = None
+        if self.params.get("schedule", "constant") != "constant":
+            from workbench import lr_schedule
+
+            batch = problem.batch_size or problem.n_train
+            per_epoch = 1 if self.full_batch else -(-problem.n_train // batch)
+            try:
+                self.scheduler = lr_schedule.build(self.optimizer, self.params["schedule"], problem.planned_steps,
+                                                   per_epoch)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
     @classmethod
     def build_optimizer(cls, parameters, **params) -> torch.optim.Optimizer:
@@ -234,9 +258,15 @@ class OptimizerAlgorithm(Algorithm):
 
     @classmethod
     def check_params(cls, params: dict) -> None:
-        """Build the optimizer once on a dummy tensor: its own validation runs before training."""
+        """Build the optimizer once on a dummy tensor: its own validation runs before training; the
+        schedule's form is checked too."""
+        if "schedule" in params:
+            from workbench import lr_schedule
+
+            lr_schedule.spec_of(params["schedule"])
+        optimizer_params = {k: v for k, v in params.items() if k != "schedule"}
         try:
-            cls.build_optimizer(torch.nn.Linear(1, 1).parameters(), **params)
+            cls.build_optimizer(torch.nn.Linear(1, 1).parameters(), **optimizer_params)
         except ValueError as exc:
             raise ValueError(_naming_the_parameter(str(exc), params)) from None
 
@@ -244,5 +274,21 @@ class OptimizerAlgorithm(Algorithm):
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.problem.loss(self.model(x), y)
         loss.backward()
+        metrics = {"train_loss": loss.detach()}
+        if self.scheduler is not None:
+            metrics["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate of this update
         self.optimizer.step()
-        return {"train_loss": loss.detach()}
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])

@@ -81,6 +81,12 @@ def _resources(value) -> str | None:
     return "must map Ray resource names to numbers >= 0, e.g. dict(num_cpus=1, num_gpus=0.25)"
 
 
+def _augment(value) -> str | None:
+    from workbench.augment import problem
+
+    return problem(value)
+
+
 def _tracker(value) -> str | None:
     from workbench.trackers import available
 
@@ -192,10 +198,14 @@ FIELDS: tuple[Field, ...] = (
     _field("dataset", "mnist", str, "a registered dataset (python main.py --list)"),
     _field("dataset_args", {}, dict, "keyword arguments of the dataset (n, d, seed, ... for generators)"),
     _field("data_dir", "data", str, "where fetched datasets live (a relative path is relative to the app folder)"),
+    _field("data_path", None, str, "the file or folder of dataset=\"npz\" / \"image_folder\" (relative to the config "
+           "file, else to the app folder)", True),
     _field("subset", None, int, "use only the first N training examples", True, _positive_int),
     _field("val_split", None, NUMBER, "hold out this fraction (or number) of the training examples as a validation "
            "split, the same for every run (None: none); see README", True, _val_split),
-    _field("model", "mlp", str, "a registered model"),
+    _field("augment", None, dict, "data augmentation of image batches on the device: dict(crop=4, flip=True) "
+           "(random crop with zero padding, horizontal flips); see README", True, _augment),
+    _field("model", "mlp", str, "a registered model, torchvision.NAME, or file.py:Class (README \"Bring your own\")"),
     _field("model_args", {}, dict, "keyword arguments of the model (hidden=[256], activation=\"relu\", ...)"),
     _field("batch_size", 64, int, "examples per step (None: full batch)", True, _positive_int),
     _field("epochs", 1, int, "passes over the training set (None: no epoch limit)", True, _positive_int),
@@ -330,7 +340,34 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if parameter_overrides:
         runs = FIELD["runs"].coerce(values.get("runs", DEFAULTS["runs"]), "the command line")
         values["runs"] = with_parameters(runs, parameter_overrides)
-    return Config.of(values)
+    return Config.of(_files_found(values, path.parent if path is not None else None))
+
+
+def _found(name, folder: Path | None):
+    """A ``file.py:Class`` or a data file relative to ``folder`` (the config file's), else to the
+    app folder, as an absolute path (a name that is neither stays as it is)."""
+    if not isinstance(name, str):
+        return name
+    file, sep, rest = name.partition(".py:") if ".py:" in name else (name, "", "")
+    file = file + ".py" if sep else file
+    if Path(file).is_absolute() or not (sep or name.endswith((".npz", ".npy")) or "/" in name or "\\" in name):
+        return name
+    for base in ([folder] if folder is not None else []) + [APP_FOLDER]:
+        if (base / file).exists():
+            return str((base / file).resolve()) + (f":{rest}" if sep else "")
+    return name
+
+
+def _files_found(values: dict, folder: Path | None) -> dict:
+    """Plugin files (algorithm, model) and ``data_path`` as absolute paths (:func:`_found`)."""
+    values = dict(values)
+    if "runs" in values:
+        values["runs"] = [{**e, "algorithm": _found(e.get("algorithm"), folder)} if isinstance(e, dict) else e
+                          for e in values["runs"]]
+    for key in ("model", "data_path"):
+        if key in values:
+            values[key] = _found(values[key], folder)
+    return values
 
 
 def with_parameters(runs: list[dict], overrides: list[tuple[str, Any]]) -> list[dict]:

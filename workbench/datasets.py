@@ -92,3 +92,46 @@ def synthetic_regression(data_dir=None, n=2048, n_test=512, d=10, hidden=16,
     x_train, y_train = sample(n)
     x_test, y_test = sample(n_test)
     return DataSplit(x_train, y_train, x_test, y_test, task="regression", n_outputs=1)
+
+
+def _cifar(name: str, data_dir, verify_counts: bool = True) -> DataSplit:
+    from workbench import cifar_files
+
+    arrays = cifar_files.load(Path(data_dir), name, verify_counts=verify_counts)
+    mean, std = cifar_files.channel_statistics(arrays["x_train"])
+    return DataSplit(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]),
+                     torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]),
+                     task="classification", n_outputs=cifar_files.SETS[name]["classes"], normalise=(mean, std))
+
+
+@DATASETS.register("cifar10")
+def cifar10(data_dir, verify_counts=True) -> DataSplit:
+    """CIFAR-10 (data_dir/cifar-10-batches-py/), 50000 / 10000 images (3, 32, 32), kept uint8 on
+    the device and normalised per channel with the training split's mean and std."""
+    return _cifar("cifar10", data_dir, verify_counts)
+
+
+@DATASETS.register("cifar100")
+def cifar100(data_dir, verify_counts=True) -> DataSplit:
+    """CIFAR-100 (data_dir/cifar-100-python/), 100 fine classes, stored and normalised as CIFAR-10."""
+    return _cifar("cifar100", data_dir, verify_counts)
+
+
+@DATASETS.register("npz")
+def npz(data_dir=None, *, data_path) -> DataSplit:
+    """Your own arrays: data_path = a .npz with x_train, y_train, x_test, y_test (x_val, y_val
+    optional); inputs (N, D), (N, H, W) or (N, C, H, W); integer targets: classification, else
+    regression; inputs normalised with the training split's mean and std (per feature or channel)."""
+    from workbench import npz_files
+
+    return npz_files.load(Path(data_path))
+
+
+@DATASETS.register("image_folder")
+def image_folder(data_dir=None, *, data_path, image_size=32) -> DataSplit:
+    """An image folder (data_path/train/<class>/*, data_path/test/<class>/*, torchvision's
+    ImageFolder layout), read once with Pillow, resized to image_size, kept uint8 and normalised per
+    channel; a cache next to the folder makes later starts fast."""
+    from workbench import image_folder_files
+
+    return image_folder_files.load(Path(data_path), image_size)

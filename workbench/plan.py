@@ -28,6 +28,7 @@ import torch
 from workbench.config import tune_settings
 from workbench.errors import ConfigError
 from workbench.registry import ALGORITHMS, load_for_config
+from workbench.plugins import display_name  # (and its resolvers: torch.optim.NAME, torchvision.NAME, file.py:Class)
 from workbench.search import Grid, Space, grid_product, nested_space, sample, spaces_in
 
 
@@ -197,9 +198,10 @@ def _numbered(plan: list[dict]) -> list[dict]:
 
 
 def default_label(algorithm: str, given: dict) -> str:
-    """``algorithm`` plus the parameters the config set explicitly, e.g. ``sgd lr=0.1``."""
+    """``algorithm`` plus the parameters the config set explicitly, e.g. ``sgd lr=0.1`` (a class in
+    a file by its class name: ``Lion lr=0.0001``)."""
     shown = " ".join(f"{k}={v}" for k, v in given.items())
-    return f"{algorithm} {shown}".strip()
+    return f"{display_name(algorithm)} {shown}".strip()
 
 
 def check_models(config, plan: list[dict], model: torch.nn.Module) -> None:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from workbench.config import Config, app_path
 from workbench.errors import ConfigError, closest_hint
 from workbench.registry import DATASETS, MODELS, load_for_config
+import workbench.plugins  # noqa: F401  (resolves torch.optim.NAME, torchvision.NAME, file.py:Class)
 
 
 @dataclass
@@ -35,6 +36,8 @@ class DataSplit:
     extras : anything a family needs besides tensors (e.g. a planted teacher), recorded nowhere
     x_val, y_val : a validation split (None: none), held out of the training set by ``val_split``
         (:func:`hold_out`) or given by the dataset
+    normalise : (mean, std) per channel when the images are stored as uint8 (CIFAR, image folders):
+        they stay uint8 on the device, and :meth:`Problem.inputs` normalises each batch
     """
 
     x_train: torch.Tensor
@@ -46,6 +49,7 @@ class DataSplit:
     extras: dict = field(default_factory=dict)
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
+    normalise: tuple | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -88,6 +92,17 @@ class Problem:
         err = err.reshape(err.shape[0], -1).sum(dim=1)
         return err.mean() if reduction == "mean" else err.sum()
 
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model reads for stored inputs ``x``: uint8 images -> (x - mean) / std per channel
+        in the problem's dtype (``data.normalise``); float inputs as they are."""
+        if self.data.normalise is None:
+            return x
+        mean, std = self.data.normalise
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.as_tensor(mean, dtype=self.dtype, device=x.device).reshape(shape)
+        std = torch.as_tensor(std, dtype=self.dtype, device=x.device).reshape(shape)
+        return (x.to(self.dtype) - mean) / std
+
     def without_test(self) -> "Problem":
         """This problem for a tuning trial: the same tensors, but no test split to evaluate on
         (a family's own evaluation that reads ``data.x_test`` finds it empty)."""
@@ -120,7 +135,7 @@ class Problem:
         correct = torch.zeros((), device=x.device, dtype=torch.int64)
         for start in range(0, x.shape[0], self.eval_batch_size):
             xb, yb = x[start : start + self.eval_batch_size], y[start : start + self.eval_batch_size]
-            out = forward(xb)
+            out = forward(self.inputs(xb))
             total_loss += self.loss(out, yb, reduction="sum").double()
             if self.task == "classification":
                 correct += (out.argmax(dim=1) == yb).sum()
@@ -146,9 +161,11 @@ def load_data(config, quiet: bool = False) -> DataSplit:
     load_for_config(config)
     dataset_fn = DATASETS[config.dataset]
     try:
-        data = dataset_fn(app_path(config.data_dir), **config.dataset_args)
+        data = dataset_fn(app_path(config.data_dir), **file_arguments(config, dataset_fn), **config.dataset_args)
     except FileNotFoundError as exc:  # the message says where the files were looked for and how to get them
         raise ConfigError(str(exc)) from None
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"dataset {config.dataset!r}: {exc} (check dataset_args)") from None
     subset = config.subset
@@ -191,6 +208,29 @@ def hold_out(data: DataSplit, val_split: int | float | None, name: str = "the da
                                x_val=data.x_train[val], y_val=data.y_train[val])
 
 
+def file_arguments(config, dataset_fn) -> dict:
+    """``data_path`` for a dataset that takes it; ConfigError when ``data_dir`` or ``data_path`` is
+    given to a dataset that reads no files (a generator: its ``data_dir`` defaults to None) or
+    ``data_path`` to one that does not take it: such a name would be ignored."""
+    from workbench.config import DEFAULTS
+
+    params = inspect.signature(dataset_fn).parameters
+    reads_dir = "data_dir" in params and params["data_dir"].default is not None
+    if config.data_dir != DEFAULTS["data_dir"] and not reads_dir:
+        raise ConfigError(f"data_dir={config.data_dir!r} is given, but dataset {config.dataset!r} reads no files (it "
+                          f"generates its data): remove data_dir")
+    if config.data_path is None:
+        if "data_path" in params and params["data_path"].default is inspect.Parameter.empty:
+            raise ConfigError(f"dataset {config.dataset!r} needs data_path=... (a file or folder; a relative path "
+                              f"is relative to the config file, else to the app folder)")
+        return {}
+    if "data_path" not in params:
+        raise ConfigError(f"data_path={config.data_path!r} is given, but dataset {config.dataset!r} does not read "
+                          f"one (it {'reads data_dir' if reads_dir else 'generates its data'}): remove data_path, or "
+                          f"use dataset=\"npz\" or \"image_folder\"")
+    return {"data_path": config.data_path}
+
+
 def build_problem(config, device: torch.device | None = None, data: DataSplit | None = None) -> Problem:
     """The dataset (loaded, or the given CPU ``data``) moved to the device and dtype, and a model
     factory. Sets torch's threads (when ``threads`` is set) and subnormal mode for this process
@@ -220,8 +260,16 @@ def build_problem(config, device: torch.device | None = None, data: DataSplit | 
             raise ConfigError(f"model {config.model!r}: {exc} (check model_args)") from None
         return model.to(device=device, dtype=dtype)
 
+    transform = None
+    if config.augment:
+        if data.x_train.dim() != 4:
+            raise ConfigError(f"augment={config.augment!r} needs image inputs (n, channels, height, width); dataset "
+                              f"{config.dataset!r} has inputs of shape {tuple(data.x_train.shape[1:])}: remove augment")
+        from workbench.augment import batch_transform
+
+        transform = batch_transform(config.augment)
     return Problem(data=data, build_model=build_model, device=device, dtype=dtype, batch_size=config.batch_size,
-                   planned_steps=planned_steps(config, len(data.x_train)))
+                   planned_steps=planned_steps(config, len(data.x_train)), batch_transform=transform)
 
 
 def planned_steps(config: dict, n_train: int, full_batch: bool = False) -> int | None:

@@ -23,6 +23,12 @@ class Registry(dict):
     def __init__(self, kind: str):
         super().__init__()
         self.kind = kind
+        # (handles(name) -> bool, resolve(name) -> object): names made on first lookup, not
+        # registered (workbench.plugins: "torch.optim.NAME", "file.py:Class", ...)
+        self.resolvers: list[tuple] = []
+
+    def resolvable(self, name) -> bool:
+        return isinstance(name, str) and any(handles(name) for handles, _ in self.resolvers)
 
     def register(self, name: str):
         def decorate(obj):
@@ -34,6 +40,12 @@ class Registry(dict):
         return decorate
 
     def __missing__(self, name):
+        for handles, resolve in self.resolvers:
+            if isinstance(name, str) and handles(name):
+                obj = resolve(name)
+                if obj is not None:
+                    self[name] = obj
+                    return obj
         valid = ", ".join(sorted(self)) or "(none registered)"
         raise ConfigError(
             f"unknown {self.kind} {name!r}.{closest_hint(name, self)} Valid {self.kind}s: {valid}"
@@ -135,7 +147,7 @@ def load_for(names: dict[str, list[str]], plots: bool = False) -> None:
     """Load only the families that register one of ``names`` ({"algorithms": [...], "datasets":
     [...], "models": [...]}, as a config names them), from each family's ``REGISTERS``. A name no
     family declares loads every family, so that the error lists every valid name."""
-    wanted = {kind: {n for n in names.get(kind, ()) if n not in registry}
+    wanted = {kind: {n for n in names.get(kind, ()) if n not in registry and not registry.resolvable(n)}
               for kind, registry in _KINDS.items()}
     if not any(wanted.values()) and not plots:
         return

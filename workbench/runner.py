@@ -39,6 +39,7 @@ from workbench.executors import make_executor
 from workbench.plan import check_models, first_trial_points, plan_runs, run_count
 from workbench.problem import (VALIDATION_SEED, DataSplit, Problem, build_problem, cpu_can_flush, load_data,
                                resolve_device)
+from workbench.plugins import keep_copies
 from workbench.progress import Bars, Lines, display
 from workbench.run_folder import write_resolved_config, write_summary
 from workbench.run_state import RunState, read_checkpoint
@@ -158,6 +159,9 @@ class Experiment:
         check_models(config, plan if config.tune is None else plan_runs(config, first_trial_points(config)), model)
         run_dir = record.new_run_dir(app_path(config.out_dir), config.name)
         record.acquire_lock(run_dir)
+        config, plugins = keep_copies(config, run_dir)  # the record runs from its own copies
+        if plugins:
+            plan = plan_runs(config)
         if config_path is not None:
             shutil.copyfile(config_path, run_dir / "config.py")
         write_resolved_config(run_dir, config, str(config_path) if config_path is not None else None, overrides)
@@ -169,8 +173,10 @@ class Experiment:
                                     "threads_per_run": threads_per_run(config, runs),
                                     "flush_denormal": config.flush_denormal and cpu_can_flush(),
                                     **getattr(executor, "facts", {})}
-        experiment = cls(config, run_dir, record.new_history(config, environment), hooks, executor=executor,
-                         plan=plan, device=device)
+        history = record.new_history(config, environment)
+        if plugins:
+            history["plugins"] = plugins
+        experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan, device=device)
         experiment._problem, experiment._data = problem, data
         experiment.record.save()
         return experiment

@@ -24,6 +24,7 @@ from workbench.algorithm import Algorithm
 from workbench.errors import ConfigError
 from workbench.problem import Problem, planned_steps, subnormals_flushed
 from workbench.registry import ALGORITHMS
+import workbench.plugins  # noqa: F401  (resolves torch.optim.NAME, torchvision.NAME, file.py:Class)
 from workbench.run_state import (RunState, checkpoint_bytes, initial_model, read_checkpoint, rng_state,
                                  seed_everything, set_rng_state)
 from workbench.schedule import Due, Schedule
@@ -169,7 +170,7 @@ class TrainingRun:
             x, y = data.x_train[idx], data.y_train[idx]
         if problem.batch_transform is not None:
             x, y = problem.batch_transform(x, y, self.batch_gen)
-        return x, y
+        return problem.inputs(x), y
 
     def _train(self) -> tuple[str, str | None]:
         algo, state, schedule = self.algo, self.state, self.schedule

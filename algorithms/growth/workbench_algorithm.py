@@ -210,7 +210,7 @@ class Growth(Algorithm):
         n = data.x_train.shape[0]
         k = min(self.params["statistics_samples"], n)
         idx = torch.randperm(n, generator=self.generator)[:k].to(data.x_train.device)
-        return data.x_train[idx], data.y_train[idx]
+        return self.problem.inputs(data.x_train[idx]), data.y_train[idx]
 
     def _chunks(self, x, y):
         size = self.problem.eval_batch_size

@@ -61,7 +61,8 @@ class HGStream:
     ``iter(stream)`` is the stream itself, so an optimizer that re-creates its iterator resumes at
     the saved position instead of restarting an epoch."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, inputs=lambda x: x):
+        self.inputs = inputs  # the problem's input transform (stored images -> model inputs)
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f"hg_batch_size must be a positive int, got {batch_size!r}")
         self.x, self.y = x, y
@@ -79,7 +80,7 @@ class HGStream:
             self.perm, self.position = torch.randperm(n, generator=self.generator), 0
         idx = self.perm[self.position:self.position + self.batch_size].to(self.x.device)
         self.position += self.batch_size
-        return self.x[idx], self.y[idx]
+        return self.inputs(self.x[idx]), self.y[idx]
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "perm": self.perm, "position": self.position}
@@ -115,7 +116,8 @@ class NewtonSummaryAlgorithm(Algorithm):
         params = self.params
         self.param_groups, self.name_groups = PARTITIONS[params["partition"]](model)
         data = problem.data
-        self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], self.stream_seed("hg"))
+        self.hg_stream = HGStream(data.x_train, data.y_train, params["hg_batch_size"], self.stream_seed("hg"),
+                                  problem.inputs)
         self.backend, compile_missing = params["backend"], True
         if self.backend == "auto":
             steps = getattr(problem, "planned_steps", None)
