@@ -78,6 +78,8 @@ def _read_batch(path: Path, label_key: bytes, name: str) -> tuple[np.ndarray, np
     except Exception as exc:  # noqa: BLE001  truncated, foreign or hostile: one message
         raise ConfigError(f"{name}: {path} is not a readable CIFAR batch ({type(exc).__name__}: {exc}); "
                           f"{_fix(name)}") from None
+    if isinstance(batch, dict):  # Python 2's files have byte-string keys, files written by Python 3 str keys
+        batch = {k.encode() if isinstance(k, str) else k: v for k, v in batch.items()}
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise ConfigError(f"{name}: {path} has no {b'data'!r} and {label_key!r} entries; {_fix(name)}")
     data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key])

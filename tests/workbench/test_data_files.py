@@ -23,9 +23,9 @@ def write_cifar10(folder: Path, per_file: int = 20, seed: int = 0) -> Path:
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, size=(per_file, 3072), dtype=np.uint8)
         with open(target / name, "wb") as f:
-            pickle.dump({b"data": data, b"labels": (np.arange(per_file) % 10).tolist()}, f, protocol=2)
+            pickle.dump({"data": data, "labels": (np.arange(per_file) % 10).tolist()}, f, protocol=2)
     with open(target / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [b"c"] * 10}, f, protocol=2)
+        pickle.dump({"label_names": ["c"] * 10}, f, protocol=2)
     return folder
 
 
@@ -40,7 +40,7 @@ def test_cifar_files_load_as_uint8_normalised_per_channel_on_the_device(tmp_path
         data = load_data(_cifar_config(tmp_path))
     assert data.x_train.shape == (100, 3, 32, 32) and data.x_train.dtype == torch.uint8 and data.n_outputs == 10
     with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
-        first = pickle.load(f)[b"data"][0]
+        first = pickle.load(f)["data"][0]
     assert torch.equal(data.x_train[0].reshape(-1), torch.from_numpy(first))  # (3, 32, 32) = CIFAR's row order
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
