@@ -550,3 +550,17 @@ def test_tuning_with_ray_makes_the_choices_of_one_process(tiny_config, local_ray
     rayed, code = _run({**tuned_config(tiny_config), "executor": "ray"})
     assert code == 0
     assert_same_tuning(record.load_history(one.run_dir), record.load_history(rayed.run_dir))
+
+
+@needs_ray
+def test_a_users_optimizer_file_trains_in_ray_tasks_with_the_numbers_of_one_process(tmp_path, local_ray):
+    from tests.workbench.test_plugins import _files
+
+    from workbench.config import load_config
+
+    path = _files(tmp_path)
+    one, _ = _run(load_config(path))
+    rayed, code = _run(load_config(path, ["executor=ray"]))
+    assert code == 0
+    _assert_same_numbers(record.load_history(rayed.run_dir), record.load_history(one.run_dir))
+    assert {r["where"]["executor"] for r in record.load_history(rayed.run_dir)["runs"]} == {"ray task"}

@@ -17,7 +17,7 @@ def test_one_run_per_seed_and_entry_seeds_outermost_with_indices(tiny_config):
                                                           (1, "persistent_sgd")]
     assert [p["index"] for p in plan] == [0, 1, 2, 3]
     assert plan[0]["params"] == {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0,
-                                 "nesterov": False}  # every default filled in
+                                 "nesterov": False, "schedule": "constant"}  # every default filled in
 
 
 def test_labels_name_what_the_entry_sets_and_repeated_labels_are_numbered(tiny_config):
