@@ -88,6 +88,18 @@ def list_registered() -> str:
     lines.append("search spaces (a runs entry's parameter value; no import needed in a config file):")
     for name, make in SEARCH_NAMES.items():
         lines.append(f"  {name:<26} {(make.__doc__ or '').strip().splitlines()[0].replace('``', '')}")
+    lines.append("without registering anything (README \"Bring your own\"):")
+    for form, meaning in (('algorithm="torch.optim.NAME"', "any torch optimizer; its constructor's arguments are "
+                                                               "the parameters, plus schedule"),
+                          ('algorithm="file.py:Class"', "a torch.optim.Optimizer subclass in a file (relative to the "
+                                                        "config file)"),
+                          ('model="torchvision.NAME"', "any torchvision.models constructor (weights=None, the "
+                                                       "dataset's classes, model_args)"),
+                          ('model="file.py:Class"', "an nn.Module subclass in a file, built from model_args")):
+        lines.append(f"  {form:<32} {meaning}")
+    from workbench.trackers import available
+
+    lines.append(f"trackers (tracker=...): {', '.join(available())}")
     lines.append("experiments:")
     for path in sorted((ROOT / "experiments").glob("*.py")):
         first = path.read_text(encoding="utf-8").strip().splitlines()
