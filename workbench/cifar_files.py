@@ -135,7 +135,7 @@ def channel_statistics(x: np.ndarray) -> tuple[list[float], list[float]]:
     return x.mean(axis=(0, 2, 3)).tolist(), x.std(axis=(0, 2, 3)).tolist()
 
 
-def install(name: str, source: Path, data_dir: Path) -> Path:
+def install(name: str, source: Path, data_dir: Path, verify_counts: bool = True) -> Path:
     """Copy CIFAR ``name`` from ``source`` (its folder, a folder holding it, or its .tar.gz) into
     ``data_dir``; the copy is checked with :func:`load`."""
     info = SETS[name]
@@ -151,7 +151,7 @@ def install(name: str, source: Path, data_dir: Path) -> Path:
             tar.extractall(target.parent, filter="data")
     else:
         raise ConfigError(f"{name}: {source} holds neither {info['folder']}/ nor {info['archive']}")
-    load(data_dir, name)
+    load(data_dir, name, verify_counts)
     return target
 
 

@@ -161,3 +161,27 @@ def test_resnet20_has_the_papers_parameter_count():
     assert sum(p.numel() for p in model.parameters()) == 269_722
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert sum(p.numel() for p in resnet20((3, 32, 32), 10, depth=56).parameters()) == 853_018
+
+
+def test_setup_copies_cifar_from_a_folder_or_its_archive(tmp_path, monkeypatch):
+    import tarfile
+
+    from workbench import cifar_files
+
+    source = write_cifar10(tmp_path / "downloads", per_file=20)
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for origin, copy in ((source, "a"), (source / "cifar-10-batches-py", "b"), (tmp_path, "c")):
+            cifar_files.install("cifar10", origin, tmp_path / copy, verify_counts=False)
+            data = load_data(_cifar_config(tmp_path / copy))
+            assert data.x_train.shape == (100, 3, 32, 32) and data.x_test.shape == (20, 3, 32, 32)
+        seen = []
+        monkeypatch.setattr(cifar_files, "install", lambda name, src, dst: seen.append((name, src)) or dst)
+        monkeypatch.setenv("CIFAR_DIR", str(tmp_path))
+        assert cifar_files.main(["--from-environment", "--sets", "cifar10,cifar100"]) == 0
+        assert seen == [("cifar10", tmp_path), ("cifar100", tmp_path)]
+        monkeypatch.undo()
+        # the real counts are checked by setup's copy: 100 images are refused, and the command says so
+        assert cifar_files.main(["--from", str(source), "--sets", "cifar10", "--data-dir", str(tmp_path / "d")]) == 2
