@@ -243,11 +243,9 @@ class OptimizerAlgorithm(Algorithm):
         if self.params.get("schedule", "constant") != "constant":
             from workbench import lr_schedule
 
-            batch = problem.batch_size or problem.n_train
-            per_epoch = 1 if self.full_batch else -(-problem.n_train // batch)
             try:
                 self.scheduler = lr_schedule.build(self.optimizer, self.params["schedule"], problem.planned_steps,
-                                                   per_epoch)
+                                                   problem.steps_per_epoch(self.full_batch))
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
 

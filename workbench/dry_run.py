@@ -12,6 +12,7 @@ from workbench.errors import ConfigError
 from workbench.plan import entries_of, plan_runs
 from workbench.problem import load_data, planned_steps
 from workbench.registry import ALGORITHMS
+from workbench.summary import format_table
 
 
 def _shown(value) -> str:
@@ -48,11 +49,9 @@ def describe_plan(config) -> str:
                 rows.append((str(len(rows)), "final", str(seed), e.tuned_label, e.algorithm,
                              " ".join(f"{k}={v}" for k, v in shown.items()), steps(e.algorithm)))
     headers = ("#", "phase", "seed", "label", "algorithm", "parameters set", "steps")
-    table = [headers] + [(*row[:6], "?" if n_train is None else ("time-limited" if row[6] is None else str(row[6])))
-                         for row in rows]
-    widths = [max(len(r[k]) for r in table) for k in range(len(headers))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = format_table([dict(zip(headers, (*row[:6], "?" if n_train is None else
+                                             "time-limited" if row[6] is None else str(row[6]))))
+                          for row in rows]).splitlines()
     trials = sum(spec["phase"] == "tune" for spec in plan)
     finals = len(rows) - trials
     known = [r[6] for r in rows if r[6] is not None]

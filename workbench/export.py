@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from workbench import record
 from workbench.errors import ConfigError
@@ -52,25 +53,26 @@ def _histories(sources) -> list[tuple[str, dict]]:
     return out
 
 
+def _run_columns(name: str, index: int, run: dict) -> dict[str, Any]:
+    """The columns that say which run a row belongs to: record, run, label, ..., its parameters."""
+    return {"record": name, "run": index, "label": run["label"], "algorithm": run["algorithm"], "seed": run["seed"],
+            "phase": run.get("phase", "final"), "status": run["status"], **_parameter_columns(run)}
+
+
 def long_rows(sources) -> list[dict[str, Any]]:
     """The long table as dicts (module docstring); ``sources``: run folders or histories."""
     rows = []
     for name, history in _histories(sources):
         for index, run in enumerate(history["runs"]):
-            head = {"record": name, "run": index, "label": run["label"], "algorithm": run["algorithm"],
-                    "seed": run["seed"], "phase": run.get("phase", "final"), "status": run["status"],
-                    **_parameter_columns(run)}
-            metrics = run.get("metrics") or {}
-            steps = metrics.get("step", [])
+            head = _run_columns(name, index, run)
+            metrics = {k: np.asarray(v, dtype=float) for k, v in (run.get("metrics") or {}).items()}
             for metric, values in metrics.items():
                 if metric in POINT_COLUMNS:
                     continue
-                for i, value in enumerate(values):
-                    if value is None or (isinstance(value, float) and math.isnan(value)):
-                        continue
+                for i in np.flatnonzero(~np.isnan(values)):
                     point = {k: float(metrics[k][i]) if k in metrics else None for k in POINT_COLUMNS}
-                    point["step"] = int(steps[i])
-                    rows.append({**head, **point, "metric": metric, "value": float(value)})
+                    point["step"] = int(metrics["step"][i])
+                    rows.append({**head, **point, "metric": metric, "value": float(values[i])})
     return rows
 
 
@@ -79,15 +81,13 @@ def runs_rows(sources) -> list[dict[str, Any]]:
     rows = []
     for name, history in _histories(sources):
         for index, run in enumerate(history["runs"]):
-            row = {"record": name, "run": index, "label": run["label"], "algorithm": run["algorithm"],
-                   "seed": run["seed"], "phase": run.get("phase", "final"), "status": run["status"],
-                   **_parameter_columns(run)}
+            row = _run_columns(name, index, run)
             row.update({f"{FACT_PREFIX}{k}": _plain(v) for k, v in (run.get("summary_facts") or {}).items()})
-            metrics = run.get("metrics") or {}
-            for metric, values in metrics.items():
-                finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-                if metric != "step" and finite:
-                    row[f"final_{metric}"] = finite[-1]
+            for metric, values in (run.get("metrics") or {}).items():
+                measured = np.asarray(values, dtype=float)
+                measured = measured[~np.isnan(measured)]
+                if metric != "step" and measured.size:
+                    row[f"final_{metric}"] = float(measured[-1])
             rows.append(row)
     return rows
 
@@ -113,8 +113,6 @@ def runs_table(sources):
 def runs_from_tables(long: list[dict], runs: list[dict]) -> list[dict]:
     """Runs (label, seed, phase, status, params, summary facts, metric columns with NaN where not
     measured) rebuilt from the two tables' rows: what the summary table reads."""
-    import numpy as np
-
     rebuilt = {}
     for row in runs:
         facts = {k[len(FACT_PREFIX):]: v for k, v in row.items() if k.startswith(FACT_PREFIX)}

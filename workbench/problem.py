@@ -76,6 +76,7 @@ class Problem:
     batch_transform: Callable | None = None
     # a tuning trial's problem: its evaluations never read the test split (:meth:`without_test`)
     test_withheld: bool = False
+    _normaliser: tuple | None = field(default=None, repr=False, compare=False)  # (key, mean, std) of inputs()
 
     @property
     def task(self) -> str:
@@ -97,11 +98,17 @@ class Problem:
         in the problem's dtype (``data.normalise``); float inputs as they are."""
         if self.data.normalise is None:
             return x
-        mean, std = self.data.normalise
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = torch.as_tensor(mean, dtype=self.dtype, device=x.device).reshape(shape)
-        std = torch.as_tensor(std, dtype=self.dtype, device=x.device).reshape(shape)
+        key = (x.device, x.dim())
+        if self._normaliser is None or self._normaliser[0] != key:  # made once, not every batch
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            mean, std = (torch.as_tensor(v, dtype=self.dtype, device=x.device).reshape(shape)
+                         for v in self.data.normalise)
+            self._normaliser = (key, mean, std)
+        _, mean, std = self._normaliser
         return (x.to(self.dtype) - mean) / std
+
+    def steps_per_epoch(self, full_batch: bool = False) -> int:
+        return steps_per_epoch(self.n_train, self.batch_size, full_batch)
 
     def without_test(self) -> "Problem":
         """This problem for a tuning trial: the same tensors, but no test split to evaluate on
@@ -272,10 +279,15 @@ def build_problem(config, device: torch.device | None = None, data: DataSplit | 
                    planned_steps=planned_steps(config, len(data.x_train)), batch_transform=transform)
 
 
+def steps_per_epoch(n_train: int, batch_size: int | None, full_batch: bool = False) -> int:
+    """Steps in one pass over ``n_train`` examples (one for a full-batch algorithm or batch size)."""
+    return 1 if (full_batch or batch_size is None) else math.ceil(n_train / batch_size)
+
+
 def planned_steps(config: dict, n_train: int, full_batch: bool = False) -> int | None:
     """The steps a run's budget allows (``max_steps``, ``epochs``; a full-batch run takes one step
     an epoch); None when only ``max_time`` limits it."""
-    per_epoch = 1 if (full_batch or config["batch_size"] is None) else math.ceil(n_train / config["batch_size"])
+    per_epoch = steps_per_epoch(n_train, config["batch_size"], full_batch)
     budget = [b for b in (config["max_steps"], config["epochs"] and config["epochs"] * per_epoch) if b]
     return min(budget) if budget else None
 

@@ -126,10 +126,9 @@ class TrainingRun:
             seed_everything(self.spec["seed"])
             self.algo = ALGORITHMS[self.spec["algorithm"]](self.problem, model, seed=self.spec["seed"],
                                                            **self.spec["params"])
-            full_batch = self.algo.full_batch or self.config["batch_size"] is None
-            per_epoch = 1 if full_batch else math.ceil(self.problem.n_train / self.config["batch_size"])
             self.schedule = Schedule(self.config, planned_steps(self.config, self.problem.n_train,
-                                                                self.algo.full_batch), per_epoch)
+                                                                self.algo.full_batch),
+                                     self.problem.steps_per_epoch(self.algo.full_batch))
             if checkpoint is not None:
                 self._restore(read_checkpoint(checkpoint))
             else:

@@ -19,28 +19,8 @@ from workbench.plan import plan_runs
 from workbench.registry import ALGORITHMS, MODELS
 from workbench.runner import Experiment, Hooks
 
-LION = textwrap.dedent('''
-    import torch
-
-
-    class Lion(torch.optim.Optimizer):
-        """Chen et al. 2023: the sign of an interpolated momentum, decoupled weight decay."""
-
-        def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
-            super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
-
-        @torch.no_grad()
-        def step(self, closure=None):
-            for group in self.param_groups:
-                beta1, beta2 = group["betas"]
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    m = self.state[p].setdefault("m", torch.zeros_like(p))
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                    p.add_(torch.sign(beta1 * m + (1 - beta1) * p.grad), alpha=-group["lr"])
-                    m.mul_(beta2).add_(p.grad, alpha=1 - beta2)
-''')
+ROOT = Path(__file__).resolve().parents[2]
+LION = (ROOT / "experiments" / "plugins" / "lion.py").read_text(encoding="utf-8")  # the README's worked example
 NET = textwrap.dedent('''
     import torch
 

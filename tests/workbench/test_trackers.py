@@ -92,4 +92,32 @@ def test_tracker_names_are_checked_and_a_new_tracker_is_one_class(tracked):
     assert "tensorboard" in available()
     with pytest.raises(ConfigError, match="tracker must be one of 'tensorboard'.*Did you mean 'tensorboard'"):
         Config.of({**tracked, "tracker": "tensorbord"})
-    assert set(vars(BaseTracker)) >= {"start_run", "log", "end_run", "close", "check_available"}
+
+
+
+def test_a_tracker_class_gets_every_start_row_and_end_as_the_driver_sees_them(tracked, monkeypatch):
+    calls = []
+
+    class Recording(BaseTracker):
+        def start_run(self, index, spec, resumed_at):
+            calls.append(("start", index, spec["label"], resumed_at))
+
+        def log(self, index, row):
+            calls.append(("log", index, row["step"]))
+
+        def end_run(self, index, status):
+            calls.append(("end", index, status))
+
+        def close(self):
+            calls.append(("close",))
+
+    from workbench import runner
+
+    monkeypatch.setattr(runner, "tracker_class", lambda name: Recording)
+    experiment = Experiment.create({**tracked, "workers": 2})
+    assert experiment.run() == 0
+    history = record.load_history(experiment.run_dir)
+    for index, run in enumerate(history["runs"]):
+        assert ("start", index, run["label"], None) in calls and ("end", index, "finished") in calls
+        assert [c[2] for c in calls if c[:2] == ("log", index)] == run["metrics"]["step"].tolist()
+    assert calls[-1] == ("close",) and calls.count(("close",)) == 1
