@@ -58,16 +58,15 @@ class InProcess:
     name = "this process"
     in_process = True  # the runs call the driver's hooks themselves
 
-    def run(self, driver: Driver, todo: list[int]) -> None:
-        from workbench.training import train_run
+    def run(self, driver: Driver, todo: list[tuple[int, ...]]) -> None:
+        from workbench.training import train_unit
 
         problem = driver.problem()
-        for index in todo:
+        for unit in todo:
             if driver.stop_requested():
                 break
-            spec, checkpoint = driver.prepare(index)
-            train_run(problem, driver.config, spec, _DirectChannel(driver), checkpoint,
-                      executor=self.name, should_stop=driver.should_stop, should_save=driver.should_save)
+            train_unit(problem, driver.config, [driver.prepare(index) for index in unit], _DirectChannel(driver),
+                       executor=self.name, should_stop=driver.should_stop, should_save=driver.should_save)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +127,7 @@ def _serve(conn, config, problem) -> None:
         if sig is not None:
             signal.signal(sig, on_signal)
     from workbench.problem import build_problem, configure_torch, resolve_device
-    from workbench.training import train_run
+    from workbench.training import train_unit
 
     if problem is not None:  # forked: the driver's problem, this process's settings
         configure_torch(config)
@@ -143,10 +142,9 @@ def _serve(conn, config, problem) -> None:
         if task == "stop":
             channel.stop = True
             continue
-        spec, checkpoint = task
         if problem is None:
             problem = build_problem(config, resolve_device(config["device"]))
-        train_run(problem, config, spec, channel, checkpoint, executor="worker process")
+        train_unit(problem, config, task, channel, executor="worker process")
 
 
 def _exit_reason(proc) -> str:
@@ -177,7 +175,7 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child, config, problem, inherited), daemon=True)
         self.proc.start()
         child.close()
-        self.index: int | None = None
+        self.unit: list[int] = []   # the runs it trains (one, or a stack), until each reports Done
 
     @property
     def alive(self) -> bool:
@@ -191,7 +189,7 @@ class LocalWorkers:
     def __init__(self, workers: int):
         self.workers = workers
 
-    def run(self, driver: Driver, todo: list[int]) -> None:
+    def run(self, driver: Driver, todo: list[tuple[int, ...]]) -> None:
         config = worker_config(driver.config)
         method = start_method(config, driver.device)
         ctx = mp.get_context(method)
@@ -208,12 +206,12 @@ class LocalWorkers:
             while True:
                 stopping = driver.stop_requested()
                 for k, w in enumerate(pool):
-                    if w.index is None and queue and not stopping:
+                    if not w.unit and queue and not stopping:
                         if not w.alive:  # died between runs: a fresh one takes its place
                             w = pool[k] = new_worker()
-                        w.index = queue.popleft()
-                        w.conn.send(driver.prepare(w.index))
-                busy = [w for w in pool if w.index is not None]
+                        w.unit = list(queue.popleft())
+                        w.conn.send([driver.prepare(index) for index in w.unit])
+                busy = [w for w in pool if w.unit]
                 if not busy:
                     break
                 if stopping and not stop_sent:
@@ -242,18 +240,19 @@ class LocalWorkers:
         """Apply what worker ``w`` sent; False if it died."""
         try:
             while w.conn.poll():
-                if w.index in driver.apply(w.conn.recv()):
-                    w.index = None
+                done = driver.apply(w.conn.recv())
+                w.unit = [index for index in w.unit if index not in done]
         except (EOFError, OSError):
             return False
-        return w.index is None or w.proc.is_alive()
+        return not w.unit or w.proc.is_alive()
 
     @staticmethod
     def _replace(driver: Driver, new_worker, pool, w, queue) -> None:
         reason = f"worker process {w.proc.pid} {_exit_reason(w.proc)}"
-        if driver.lost(w.index, reason):
-            queue.appendleft(w.index)
+        again = [index for index in w.unit if driver.lost(index, reason)]
+        if again:
+            queue.extendleft(reversed(driver.units(again)))
         w.conn.close()
-        w.index = None
+        w.unit = []
         if queue:
             pool[pool.index(w)] = new_worker()

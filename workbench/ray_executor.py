@@ -140,13 +140,13 @@ def _split_from_numpy(data):
                                         if getattr(data, k) is not None})
 
 
-def _ray_task(config, spec: dict, checkpoint, data, experiment_id: str, mailbox) -> list:
-    """One run as a Ray task; returns ``[ref of its last post]``. ``data`` is the dataset as numpy
-    arrays, read from the object store without a copy (a top-level argument: Ray resolves it
-    before the task starts, so the task never blocks on it); the problem is built from it once per
-    worker process and experiment."""
+def _ray_task(config, tasks: list, data, experiment_id: str, mailbox) -> list:
+    """One unit of work (a run, or the runs of a stack: ``[(spec, checkpoint)]``) as a Ray task;
+    returns ``[ref of its last post]``. ``data`` is the dataset as numpy arrays, read from the object
+    store without a copy (a top-level argument: Ray resolves it before the task starts, so the task
+    never blocks on it); the problem is built from it once per worker process and experiment."""
     from workbench.problem import build_problem, configure_torch, resolve_device
-    from workbench.training import train_run
+    from workbench.training import train_unit
 
     configure_torch(config)  # a Ray worker process may have trained another experiment's runs
     device = resolve_device(config["device"])  # "auto": the GPU Ray assigned to this task, if any
@@ -157,9 +157,22 @@ def _ray_task(config, spec: dict, checkpoint, data, experiment_id: str, mailbox)
     channel = _RayChannel(mailbox)
     import ray
 
-    train_run(_RAY_PROBLEMS[key], config, spec, channel, checkpoint, executor="ray task",
-              where={"ray_node": ray.get_runtime_context().get_node_id()})
+    train_unit(_RAY_PROBLEMS[key], config, tasks, channel, executor="ray task",
+               where={"ray_node": ray.get_runtime_context().get_node_id()})
     return [channel.last]
+
+
+def stack_resources(resources: dict, members: int, largest_node: dict) -> dict:
+    """A stack's Ray resources: the sum of its members' ``resources``, each capped at what the
+    largest node of the cluster has (a stack is one task, on one node)."""
+    summed = {}
+    for name, amount in resources.items():
+        total = amount * members
+        key = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}.get(name)
+        if key is not None and largest_node.get(key):
+            total = min(total, largest_node[key])
+        summed[name] = total
+    return summed
 
 
 class _Mailbox:
@@ -207,7 +220,12 @@ class RayExecutor:
         self.mailbox = self.ray.remote(_Mailbox).options(num_cpus=0, scheduling_strategy=here).remote()
         return self.mailbox
 
-    def run(self, driver: Driver, todo: list[int]) -> None:
+    def _largest_node(self) -> dict:
+        """The resources of the cluster's largest node (by CPUs)."""
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        return max(nodes, key=lambda r: r.get("CPU", 0), default={})
+
+    def run(self, driver: Driver, todo: list[tuple[int, ...]]) -> None:
         """Tasks post their messages to the mailbox; the driver drains it. A lost mailbox (its
         process killed) loses the messages it held: every run in flight is then treated as lost
         (it trains again from its last checkpoint on the record) and a new mailbox takes over."""
@@ -215,6 +233,11 @@ class RayExecutor:
         config = worker_config(driver.config)
         resources = {"num_cpus": 1, **driver.config["run_resources"]}
         task = ray.remote(_ray_task).options(max_retries=0, **resources)
+        largest = self._largest_node() if any(len(unit) > 1 for unit in todo) else {}
+
+        def submit(unit: tuple[int, ...]):
+            launch = task if len(unit) == 1 else task.options(**stack_resources(resources, len(unit), largest))
+            return launch.remote(config, [driver.prepare(index) for index in unit], data, driver.experiment_id, mailbox)
         mailbox = self._new_mailbox()
         data = ray.put(_split_to_numpy(driver.data()))
         waiting, pending = deque(todo), {}
@@ -234,9 +257,8 @@ class RayExecutor:
             while True:
                 stopping = driver.stop_requested()
                 while waiting and not stopping and (self.cap is None or len(pending) < self.cap):
-                    index = waiting.popleft()
-                    spec, checkpoint = driver.prepare(index)
-                    pending[task.remote(config, spec, checkpoint, data, driver.experiment_id, mailbox)] = index
+                    unit = waiting.popleft()
+                    pending[submit(unit)] = unit
                 if not pending:
                     break
                 if stopping and not stop_sent:
@@ -247,17 +269,17 @@ class RayExecutor:
                     mailbox, stop_sent = self._mailbox_lost(driver, pending, waiting), False
                     continue
                 for ref in ready:
-                    index = pending.pop(ref)
+                    unit = pending.pop(ref)
                     try:
                         ray.get(ray.get(ref))  # the task's last post is in the mailbox: so are the others
                         delivered = drain()
                     except Exception as exc:  # noqa: BLE001  the task's process or node was lost
                         delivered = drain()
                         reason = f"its Ray task was lost ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
-                        if delivered and driver.lost(index, reason):
-                            waiting.appendleft(index)
+                        if delivered:
+                            self._train_again(driver, unit, reason, waiting)
                     if not delivered:
-                        pending[ref] = index  # lost with the others in flight
+                        pending[ref] = unit  # lost with the others in flight
                         mailbox, stop_sent = self._mailbox_lost(driver, pending, waiting), False
                         break
         finally:
@@ -269,9 +291,15 @@ class RayExecutor:
     def _mailbox_lost(self, driver: Driver, pending: dict, waiting: deque):
         """Every run in flight lost its messages with the mailbox: cancel them, let the driver
         decide (train again from the last checkpoint on the record, or failed), and a new mailbox."""
-        for ref, index in list(pending.items()):
+        for ref, unit in list(pending.items()):
             self.ray.cancel(ref, force=True)
-            if driver.lost(index, "its messages' Ray mailbox (an actor on the driver's node) was lost"):
-                waiting.appendleft(index)
+            self._train_again(driver, unit, "its messages' Ray mailbox (an actor on the driver's node) was lost", waiting)
         pending.clear()
         return self._new_mailbox()
+
+    @staticmethod
+    def _train_again(driver: Driver, unit: tuple[int, ...], reason: str, waiting: deque) -> None:
+        """The runs of a lost task that had not ended: those the driver trains again go first."""
+        again = [index for index in unit if not driver.ended(index) and driver.lost(index, reason)]
+        if again:
+            waiting.extendleft(reversed(driver.units(again)))

@@ -234,6 +234,16 @@ class Record:
             run["metrics"] = table.columns()
 
     # -- a run starts ---------------------------------------------------------------------------
+    def hold_place(self, spec: dict) -> None:
+        """The record of a planned run that has not started yet, while a later run of the plan starts
+        (a stack takes runs from across the plan): status ``stopped`` and no rows until it starts, so
+        a resume trains it."""
+        if spec["index"] == len(self.runs):
+            run = _new_run(spec)
+            run["status"] = "stopped"
+            self.runs.append(run)
+            self.tables.append(MetricTable())
+
     def prepare(self, spec: dict, counts_of) -> bytes | None:
         """The run's record (new, or kept for a resume) and the checkpoint to continue from.
 
@@ -244,6 +254,8 @@ class Record:
         if index == len(self.runs):
             self.runs.append(_new_run(spec))
             self.tables.append(MetricTable())
+        if index > len(self.runs):
+            raise ValueError(f"run {index} prepared before run {len(self.runs)}: hold its place first (hold_place)")
         run, table = self.runs[index], self.tables[index]
         run["status"], run["error"] = "running", None
         path = self.checkpoint_path(index)

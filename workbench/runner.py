@@ -43,6 +43,7 @@ from workbench.plugins import keep_copies
 from workbench.progress import Bars, Lines, display
 from workbench.run_folder import write_resolved_config, write_summary
 from workbench.run_state import RunState, read_checkpoint
+from workbench.stacking import model_problem, stack_units
 from workbench.summary import warning_lines
 from workbench.trackers import BaseTracker, tracker_class
 from workbench.training import checkpoint_counts
@@ -51,7 +52,7 @@ from workbench.tuning import choices_of, decide, failure_lines
 # What `--resume` may change: how the runs execute, not what they compute (``device`` changes
 # the kernels, so a resumed run equals an uninterrupted one to rounding, not bitwise).
 EXECUTION_NAMES = ("workers", "executor", "ray_address", "run_resources", "progress", "device", "tracker",
-                   "record_every")
+                   "record_every", "stack", "stack_size")
 # What a record written before a config name existed was trained with (its default has changed since).
 BEFORE_THE_NAME = {"flush_denormal": False}
 
@@ -65,6 +66,10 @@ def planned(config, history: dict) -> list[dict]:
 def final_phase_due(config, plan: list[dict]) -> bool:
     """A tuned config whose plan has its trials but not yet its final runs."""
     return config["tune"] is not None and not any(spec["phase"] == "final" for spec in plan)
+
+
+def _refusal(reason: str) -> str:
+    return f"warning: stack=True, but the model cannot train stacked ({reason}); every run trains on its own"
 
 
 class NothingToResume(Exception):
@@ -125,8 +130,11 @@ class Experiment:
         self.should_stop, self.should_save = self.hooks.should_stop, self.hooks.should_save
         self.plan = plan if plan is not None else planned(self.config, history)
         self.device = device if device is not None else resolve_device(self.config.device)
-        todo = sum(not self.record.ended(i) for i in range(len(self.plan)))
-        self.executor = executor if executor is not None else make_executor(self.config, todo)
+        self._stacking: str | None = None  # why runs cannot share a stack here ("": they can)
+        if executor is None:
+            executor = make_executor(self.config, len(self.units([i for i in range(len(self.plan))
+                                                                  if not self.record.ended(i)])))
+        self.executor = executor
         self._problem: Problem | None = None
         self._data: DataSplit | None = None
         self.interrupt = _Interrupt()
@@ -150,11 +158,19 @@ class Experiment:
         if config.tracker is not None:
             tracker_class(config.tracker)  # its package is installed
         runs = run_count(config)
-        executor = make_executor(config, runs)
+        units = runs - len(plan) + len(stack_units(plan, list(range(len(plan))), config.stack_size)) if config.stack else runs
+        executor = make_executor(config, units)
         device = resolve_device(config.device)
         data = load_data(config)
         problem = build_problem(config, device, data=data) if executor.in_process else None
-        model = (problem or build_problem(config, torch.device("cpu"), data=data)).build_model()
+        model_problem_here = problem or build_problem(config, torch.device("cpu"), data=data)
+        model = model_problem_here.build_model()
+        refused = model_problem(model, model_problem_here) if config.stack else ""
+        if refused and units != runs:  # every run trains on its own: as many workers as runs
+            units = runs
+            if executor.name != "ray":
+                executor = make_executor(config, runs)
+                problem = build_problem(config, device, data=data) if executor.in_process else None
         # with tuning, every entry's final runs too (at its first trial's point)
         check_models(config, plan if config.tune is None else plan_runs(config, first_trial_points(config)), model)
         run_dir = record.new_run_dir(app_path(config.out_dir), config.name)
@@ -169,8 +185,8 @@ class Experiment:
         if data.x_val is not None:
             environment["validation_split"] = {"seed": VALIDATION_SEED, "examples": len(data.x_val),
                                                "training_examples": len(data.x_train)}
-        environment["execution"] = {"executor": executor.name, "workers": resolved_workers(config, runs),
-                                    "threads_per_run": threads_per_run(config, runs),
+        environment["execution"] = {"executor": executor.name, "workers": resolved_workers(config, units),
+                                    "threads_per_run": threads_per_run(config, units),
                                     "flush_denormal": config.flush_denormal and cpu_can_flush(),
                                     **getattr(executor, "facts", {})}
         history = record.new_history(config, environment)
@@ -178,6 +194,10 @@ class Experiment:
             history["plugins"] = plugins
         experiment = cls(config, run_dir, history, hooks, executor=executor, plan=plan, device=device)
         experiment._problem, experiment._data = problem, data
+        if config.stack:
+            experiment._stacking = refused
+            if refused:
+                tqdm.write(_refusal(refused), file=sys.stderr)
         experiment.record.save()
         return experiment
 
@@ -221,9 +241,38 @@ class Experiment:
     def stop_requested(self) -> bool:
         return self.interrupt.requested
 
+    def ended(self, index: int) -> bool:
+        return self.record.ended(index)
+
+    def units(self, indices: list[int]) -> list[tuple[int, ...]]:
+        """The runs ``indices`` as units of work: with ``stack``, the stacks of runs that train as
+        one model (:func:`workbench.stacking.stack_units`, by the step each continues from), else
+        one run each."""
+        if not self.config.stack or self.stacking_refused():
+            return [(index,) for index in indices]
+        return stack_units(self.plan, indices, self.config.stack_size, self._continues_from)
+
+    def stacking_refused(self) -> str:
+        """Why the config's model cannot train stacked ("" if it can), found once."""
+        if self._stacking is None:
+            problem = self._problem or build_problem(self.config, torch.device("cpu"), data=self.data())
+            self._stacking = model_problem(problem.build_model(), problem) or ""
+            if self._stacking:
+                tqdm.write(_refusal(self._stacking), file=sys.stderr)
+        return self._stacking
+
+    def _continues_from(self, index: int) -> int:
+        """The step run ``index`` continues from: its checkpoint's, else 0."""
+        path = self.record.checkpoint_path(index)
+        if index < len(self.record.runs) and path.is_file():
+            return checkpoint_counts(path.read_bytes())[0]
+        return 0
+
     def prepare(self, index: int) -> tuple[dict, bytes | None]:
         spec = self.plan[index]
-        started_before = index < len(self.record.runs)
+        for earlier in range(len(self.record.runs), index):
+            self.record.hold_place(self.plan[earlier])
+        started_before = index < len(self.record.runs) and self.record.runs[index]["where"] is not None
         checkpoint = self.record.prepare(spec, checkpoint_counts)
         resumed_at = int(self.record.tables[index].last("step", 0)) if checkpoint is not None else (
             -1 if started_before else None)
@@ -238,8 +287,8 @@ class Experiment:
             if not isinstance(message, m.Progress):
                 self.record.apply(message)
             match message:
-                case m.Start(index=index) if self._bars is not None:
-                    self._bars.start(index)
+                case m.Start(index=index, where=where) if self._bars is not None:
+                    self._bars.start(index, (where or {}).get("stack"))
                 case m.Progress(index=index, facts=facts) if self._bars is not None:
                     self._bars.progress(index, facts)
                 case m.Rows(index=index, rows=rows):
@@ -301,7 +350,7 @@ class Experiment:
         self._bars = display(self.plan, len(self.plan) - len(todo), self.config.progress)
         self.interrupt.training = True
         try:
-            self.executor.run(self, todo)
+            self.executor.run(self, self.units(todo))
         except KeyboardInterrupt:
             self.interrupt.requested = True
             self.record.stop_running()

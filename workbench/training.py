@@ -115,24 +115,21 @@ class TrainingRun:
         self.last_progress = 0.0
         self.algo: Algorithm | None = None
         self.schedule: Schedule | None = None
+        self.loss_acc: torch.Tensor | None = None  # training loss summed since the last row
+        self._perm_on_device: list = [None, None]
+
+    def materialise(self, optimizer_state: bool) -> None:
+        """Make ``self.algo`` hold the run's current weights (and, with ``optimizer_state``, its
+        optimizer's state) before they are read. A run that trains on its own holds them already;
+        a member of a stack (:mod:`workbench.stacked_training`) copies them out of the stack."""
 
     # -- the whole run ----------------------------------------------------------------------
     def execute(self, checkpoint: bytes | None = None) -> str:
         """Train to the end (or a stop); returns the final status. Never raises for a failing run."""
-        self.out.put(m.Start(self.index, {**where_here(self.executor, self.problem.device), **self.where}), flush=True)
+        self.announce()
         status, error = "failed", None
         try:
-            model = initial_model(self.problem, self.spec["seed"])
-            seed_everything(self.spec["seed"])
-            self.algo = ALGORITHMS[self.spec["algorithm"]](self.problem, model, seed=self.spec["seed"],
-                                                           **self.spec["params"])
-            self.schedule = Schedule(self.config, planned_steps(self.config, self.problem.n_train,
-                                                                self.algo.full_batch),
-                                     self.problem.steps_per_epoch(self.algo.full_batch))
-            if checkpoint is not None:
-                self._restore(read_checkpoint(checkpoint))
-            else:
-                self._fresh_start()
+            self.set_up(checkpoint)
             status, error = self._train()
         except KeyboardInterrupt:
             status = "stopped"
@@ -140,8 +137,31 @@ class TrainingRun:
             status, error = "failed", f"ConfigError: {exc}"
         except Exception:  # noqa: BLE001  a failing run is recorded; the others go on
             status, error = "failed", traceback.format_exc()
-        self.out.put(m.Done(self.index, status, error), flush=True)
+        self.end(status, error)
         return status
+
+    def announce(self) -> None:
+        """The run's Start message: where it trains."""
+        self.out.put(m.Start(self.index, {**where_here(self.executor, self.problem.device), **self.where}), flush=True)
+
+    def end(self, status: str, error: str | None) -> None:
+        """The run's Done message."""
+        self.out.put(m.Done(self.index, status, error), flush=True)
+
+    def set_up(self, checkpoint: bytes | None) -> None:
+        """The seed's initial weights, the algorithm, the schedule; then the checkpoint's state, or
+        the first row and snapshot of a fresh start."""
+        model = initial_model(self.problem, self.spec["seed"])
+        seed_everything(self.spec["seed"])
+        self.algo = ALGORITHMS[self.spec["algorithm"]](self.problem, model, seed=self.spec["seed"],
+                                                       **self.spec["params"])
+        self.schedule = Schedule(self.config, planned_steps(self.config, self.problem.n_train,
+                                                            self.algo.full_batch),
+                                 self.problem.steps_per_epoch(self.algo.full_batch))
+        if checkpoint is not None:
+            self._restore(read_checkpoint(checkpoint))
+        else:
+            self._fresh_start()
 
     def _fresh_start(self) -> None:
         algo = self.algo
@@ -153,68 +173,94 @@ class TrainingRun:
         self._snapshot()
 
     # -- the loop ---------------------------------------------------------------------------
-    def _next_batch(self, full: bool, bs: int, perm_on_device: list):
+    def next_indices(self, bs: int) -> torch.Tensor:
+        """The indices (on the problem's device) of the run's next mini-batch in its own batch order."""
+        state = self.state
+        if state.perm is None:
+            state.perm = torch.randperm(self.problem.n_train, generator=self.batch_gen)
+        if self._perm_on_device[0] is not state.perm:  # one transfer of the permutation per epoch
+            self._perm_on_device = [state.perm, state.perm.to(self.problem.device)]
+        idx = self._perm_on_device[1][state.position: state.position + bs]
+        state.position += idx.shape[0]
+        return idx
+
+    def _next_batch(self, full: bool, bs: int):
         problem, state, n = self.problem, self.state, self.problem.n_train
         data = problem.data
         if full:
             state.position = n
             x, y = data.x_train, data.y_train
         else:
-            if state.perm is None:
-                state.perm = torch.randperm(n, generator=self.batch_gen)
-            if perm_on_device[0] is not state.perm:  # one transfer of the permutation per epoch
-                perm_on_device[:] = [state.perm, state.perm.to(problem.device)]
-            idx = perm_on_device[1][state.position: state.position + bs]
-            state.position += idx.shape[0]
+            idx = self.next_indices(bs)
             x, y = data.x_train[idx], data.y_train[idx]
         if problem.batch_transform is not None:
             x, y = problem.batch_transform(x, y, self.batch_gen)
         return problem.inputs(x), y
 
-    def _train(self) -> tuple[str, str | None]:
-        algo, state, schedule = self.algo, self.state, self.schedule
-        n = self.problem.n_train
-        full = algo.full_batch or self.problem.batch_size is None
-        bs = n if full else self.problem.batch_size
+    def begin_training(self) -> tuple[bool, int]:
+        """Start the clock and the loss sum; returns (full batch, batch size)."""
+        state = self.state
+        full = self.algo.full_batch or self.problem.batch_size is None
         state.started = time.perf_counter()
-        loss_acc = torch.zeros((), dtype=torch.float64, device=self.problem.device)
-        loss_acc += state.loss_sum
-        perm_on_device: list = [None, None]
-        done = schedule.used_up(state.step, state.elapsed)
+        self.loss_acc = torch.zeros((), dtype=torch.float64, device=self.problem.device)
+        self.loss_acc += state.loss_sum
+        self._perm_on_device = [None, None]
         self._progress(None, force=True)
-        while not done:
-            x, y = self._next_batch(full, bs, perm_on_device)
-            step_metrics = algo.step(x, y)
-            state.step += 1
-            loss = step_metrics["train_loss"]
-            loss_acc += loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
-            state.loss_count += 1
-            wants_row, algo.wants_row = algo.wants_row, False
-            epoch_done = state.position >= n
-            if epoch_done:
-                state.epoch += 1
-                state.position, state.perm = 0, None
-            seconds = state.seconds
-            due = schedule.after_step(state.step, seconds, epoch_done, algo.converged, wants_row)
-            stop = self._stop_requested()
-            if due.row:
-                ended = self._row(due, seconds, step_metrics, loss_acc)
-                if ended is not None:
-                    return ended
-            else:
-                self._progress(None)
-            if due.snapshot:
-                self._snapshot()
-            if stop:  # mid-row: the partial loss sum travels in the checkpoint
-                state.loss_sum = loss_acc.item()
-                self._checkpoint()
-                return "stopped", None
-            done = due.finishing  # the row above recorded the final state
-            if not done and due.row and self._save_due():
-                self._checkpoint()
-        if self.last_snapshot_step != state.step:
+        return full, (self.problem.n_train if full else self.problem.batch_size)
+
+    def used_up(self) -> bool:
+        return self.schedule.used_up(self.state.step, self.state.elapsed)
+
+    def finish(self) -> tuple[str, None]:
+        """The run has used its budget: its last snapshot, and the status ``finished``."""
+        if self.last_snapshot_step != self.state.step:
             self._snapshot()
         return "finished", None
+
+    def _train(self) -> tuple[str, str | None]:
+        full, bs = self.begin_training()
+        if self.used_up():
+            return self.finish()
+        while True:
+            x, y = self._next_batch(full, bs)
+            ended = self.after_step(self.algo.step(x, y), self._stop_requested(), self._save_due)
+            if ended is not None:
+                return ended
+
+    def after_step(self, step_metrics: dict, stop: bool, save_due: Callable[[], bool]) -> tuple[str, str | None] | None:
+        """Everything due after one update with ``step_metrics``: rows, evaluations, snapshots,
+        checkpoints, the stop (``stop``: asked to stop; ``save_due()``: a checkpoint is due). Returns
+        how the run ends when it ends at this step, else None."""
+        algo, state, schedule = self.algo, self.state, self.schedule
+        n = self.problem.n_train
+        state.step += 1
+        loss = step_metrics["train_loss"]
+        self.loss_acc += loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
+        state.loss_count += 1
+        wants_row, algo.wants_row = algo.wants_row, False
+        epoch_done = state.position >= n
+        if epoch_done:
+            state.epoch += 1
+            state.position, state.perm = 0, None
+        seconds = state.seconds
+        due = schedule.after_step(state.step, seconds, epoch_done, algo.converged, wants_row)
+        if due.row:
+            ended = self._row(due, seconds, step_metrics, self.loss_acc)
+            if ended is not None:
+                return ended
+        else:
+            self._progress(None)
+        if due.snapshot:
+            self._snapshot()
+        if stop:  # mid-row: the partial loss sum travels in the checkpoint
+            state.loss_sum = self.loss_acc.item()
+            self._checkpoint()
+            return "stopped", None
+        if due.finishing:  # the row above recorded the final state
+            return self.finish()
+        if due.row and save_due():
+            self._checkpoint()
+        return None
 
     def _row(self, due: Due, seconds: float, step_metrics: dict,
              loss_acc: torch.Tensor) -> tuple[str, str | None] | None:
@@ -237,6 +283,7 @@ class TrainingRun:
             self._emit_row(row)
             return "diverged", f"non-finite training loss {mean} at step {state.step}"
         if due.evaluate:
+            self.materialise(False)
             row.update(self.algo.evaluate())
             self._check_target_metric(row)
         self._emit_row(row)
@@ -282,6 +329,7 @@ class TrainingRun:
         self.out.row(row)
 
     def _snapshot(self) -> None:
+        self.materialise(False)
         snap = self.algo.snapshot()
         self.last_snapshot_step = self.state.step
         if snap is None:
@@ -303,6 +351,7 @@ class TrainingRun:
         state = self.state
         data = None
         if self.config["checkpoint"]:
+            self.materialise(True)
             data = checkpoint_bytes({
                 "algorithm": self.algo.state_dict(), "step": state.step, "epoch": state.epoch,
                 "position": state.position, "perm": state.perm, "elapsed": state.seconds,
@@ -334,3 +383,14 @@ def train_run(problem: Problem, config, spec: dict, channel: Channel, checkpoint
               **options: Any) -> str:
     """Train one planned run (see :class:`TrainingRun`); returns its final status."""
     return TrainingRun(problem, config, spec, channel, **options).execute(checkpoint)
+
+
+def train_unit(problem: Problem, config, tasks: list[tuple[dict, bytes | None]], channel: Channel,
+               **options: Any) -> list[str]:
+    """Train one unit of work: ``tasks`` is ``[(spec, checkpoint)]``, one run or the runs of a stack
+    (:mod:`workbench.stacked_training`); returns their final statuses."""
+    if len(tasks) == 1:
+        return [train_run(problem, config, tasks[0][0], channel, tasks[0][1], **options)]
+    from workbench.stacked_training import train_stack
+
+    return train_stack(problem, config, [spec for spec, _ in tasks], channel, [ckpt for _, ckpt in tasks], **options)
