@@ -93,6 +93,18 @@ class Problem:
         err = err.reshape(err.shape[0], -1).sum(dim=1)
         return err.mean() if reduction == "mean" else err.sum()
 
+    def member_losses(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean loss of each member of a stack (:mod:`workbench.stacked_training`): ``output``
+        [M, B, ...] and ``y`` [M, B, ...] -> [M], member m's value :meth:`loss` ``(output[m], y[m])``
+        (to rounding)."""
+        members, batch = y.shape[:2]
+        if self.task == "classification":
+            per_example = F.cross_entropy(output.flatten(0, 1), y.flatten(0, 1), reduction="none")
+        else:
+            err = (output.reshape(y.shape) - y) ** 2
+            per_example = err.reshape(members * batch, -1).sum(dim=1)
+        return per_example.view(members, batch).mean(dim=1)
+
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the model reads for stored inputs ``x``: uint8 images -> (x - mean) / std per channel
         in the problem's dtype (``data.normalise``); float inputs as they are."""

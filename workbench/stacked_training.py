@@ -1,32 +1,33 @@
 """A stack of runs trained as one model (``stack = True``; :mod:`workbench.stacking` says which).
 
 Each member is its own :class:`workbench.training.TrainingRun`: the same initial weights, batch
-order, algorithm object (its optimizer's hyperparameters and learning-rate schedule), schedule,
-rows, snapshots, checkpoints and status as its separate run. What the members share is the
-arithmetic of a step: their weights are stacked along a leading member dimension
-(:class:`StackedModel`: ``torch.func.functional_call`` under ``torch.func.vmap``), each member's
-batch is gathered from its own batch order into an ``[M, B, ...]`` tensor, one backward of the sum
-of the members' mean losses gives every member its own gradient (the members do not interact), and
-one :class:`workbench.stacking.StackedUpdate` updates all of them.
+order, algorithm object (its optimizer, hyperparameters, state and learning-rate schedule),
+schedule, rows, snapshots, checkpoints and status as its separate run. What the members share is
+the arithmetic of the forward and backward: their weights are stacked along a leading member
+dimension (:class:`StackedModel`), each member's batch is gathered from its own batch order into an
+``[M, B, ...]`` tensor, and one backward of the sum of the members' mean losses gives every member
+its own gradient (the members do not interact). Each member's optimizer then updates its slice of
+the stack in place (:class:`MemberOptimizers`).
 
-Whenever a member's weights or optimizer state are read (an evaluation, a snapshot, a checkpoint),
-they are copied out of the stack into the member's algorithm object (``materialise``), so
-evaluations, snapshots and checkpoints are exactly the separate run's code on the member's
-numbers, and a checkpoint is a separate run's checkpoint: a stacked record resumes unstacked and
-the reverse. A member that ends (diverged, its target reached) leaves the stack, which goes on with
-the others; an exception fails every member still training.
+Whenever a member's weights are read (an evaluation, a snapshot, a checkpoint), they are copied out
+of the stack into the member's model (``materialise``), so evaluations, snapshots and checkpoints
+are exactly the separate run's code on the member's numbers, and a checkpoint is a separate run's
+checkpoint: a stacked record resumes unstacked and the reverse. A member that ends (diverged, its
+target reached) leaves the stack, which goes on with the others; an exception fails every member
+still training. The numbers equal the separate runs' to rounding, not bitwise: a batched matmul
+sums in another order than one member's.
 """
 from __future__ import annotations
 
 import time
 import traceback
+from collections import defaultdict
 
 import torch
 from torch.func import functional_call, vmap
 
 from workbench import messages as m
 from workbench.errors import ConfigError
-from workbench.stacking import STACKED_UPDATES, StackedUpdate
 from workbench.training import Channel, TrainingRun
 
 
@@ -34,7 +35,12 @@ class StackedModel:
     """M copies of one architecture as ``[M, *shape]`` parameters (leaf tensors) and buffers.
 
     ``losses(problem, x, y)``: ``x`` [M, B, ...], ``y`` [M, B] -> the members' mean losses [M]
-    (differentiable; member m's loss depends on member m's parameters only)."""
+    (differentiable; member m's loss depends on member m's parameters only). A plain MLP
+    (``nn.Sequential`` of Linear layers and elementwise activations, as the ``mlp`` model builds)
+    runs as batched matmuls in feature-major layout, ``h [M, features, B] <- W [M, out, in] @ h``,
+    whose weight gradients come out in the weights' own layout (``torch.func.vmap`` of the module
+    gives them transposed, and copying them back costs as much as the matmuls); any other model
+    runs under ``vmap``."""
 
     def __init__(self, models: list[torch.nn.Module]):
         self.base = models[0]
@@ -44,6 +50,7 @@ class StackedModel:
                        for name in self.param_names}
         self.buffers = {name: torch.stack([dict(mm.named_buffers())[name] for mm in models])
                         for name in self.buffer_names}
+        self.layers = _mlp_layers(self.base)
 
         def member_loss(params, buffers, x, y, problem):
             return problem.loss(functional_call(self.base, (params, buffers), (x,)), y)
@@ -51,8 +58,20 @@ class StackedModel:
         self._member_loss = member_loss
 
     def losses(self, problem, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return vmap(self._member_loss, in_dims=(0, 0, 0, 0, None), randomness="error")(
-            self.params, self.buffers, x, y, problem)
+        if self.layers is None:
+            return vmap(self._member_loss, in_dims=(0, 0, 0, 0, None), randomness="error")(
+                self.params, self.buffers, x, y, problem)
+        h = x.flatten(2).transpose(1, 2)  # [M, features, B]
+        for kind, module, names in self.layers:
+            if kind == "linear":
+                weight = self.params[names[0]]
+                h = torch.bmm(weight, h) if len(names) == 1 else torch.baddbmm(self.params[names[1]].unsqueeze(2), weight, h)
+            elif kind == "act":
+                h = module(h)
+        out = h.transpose(1, 2)  # [M, B, outputs]
+        if self.layers[-1][0] == "squeeze":
+            out = out.flatten(1)
+        return problem.member_losses(out, y)
 
     def write_member(self, k: int, model: torch.nn.Module) -> None:
         """Copy member ``k``'s weights and buffers into ``model`` (a module of the same architecture)."""
@@ -69,56 +88,97 @@ class StackedModel:
         self.buffers = {name: b.index_select(0, index) for name, b in self.buffers.items()}
 
 
-class StackedOptimizer:
-    """The members' optimizers as one :class:`~workbench.stacking.StackedUpdate` on the stacked
-    parameters, with conversions to and from each member's own optimizer state."""
+# modules that act elementwise and hold nothing: an MLP of these runs feature-major
+_ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.GELU, torch.nn.Sigmoid, torch.nn.SiLU, torch.nn.ELU,
+                torch.nn.SELU, torch.nn.Identity, torch.nn.LeakyReLU, torch.nn.Softplus)
 
-    def __init__(self, optimizers: list[torch.optim.Optimizer], model: StackedModel):
+
+def _mlp_layers(model: torch.nn.Module) -> list[tuple] | None:
+    """The layers of a plain MLP (``[Flatten] (Linear | activation)* [Flatten(0)]``, as
+    :func:`workbench.models.mlp` builds) as (kind, module, parameter names); None for any other model."""
+    if type(model) is not torch.nn.Sequential or len(model) == 0:
+        return None
+    layers, modules = [], list(model.named_children())
+    if isinstance(modules[0][1], torch.nn.Flatten):
+        if (modules[0][1].start_dim, modules[0][1].end_dim) != (1, -1):
+            return None
+        modules = modules[1:]
+    squeeze = bool(modules) and isinstance(modules[-1][1], torch.nn.Flatten)
+    if squeeze:
+        if (modules[-1][1].start_dim, modules[-1][1].end_dim) != (0, -1):
+            return None
+        modules = modules[:-1]
+    for name, module in modules:
+        if type(module) is torch.nn.Linear:
+            layers.append(("linear", None, (f"{name}.weight",) + ((f"{name}.bias",) if module.bias is not None else ())))
+        elif type(module) in _ELEMENTWISE:
+            layers.append(("act", module, ()))
+        else:
+            return None
+    if not layers or layers[-1][0] != "linear" and not squeeze:
+        return None
+    if squeeze:
+        layers.append(("squeeze", None, ()))
+    return layers
+
+
+class MemberOptimizers:
+    """Each member's own optimizer, on its slice of the stacked parameters.
+
+    A member's optimizer keeps its hyperparameters, state and learning-rate schedule; its parameters
+    become views ``stacked[k]`` of the stack (contiguous, so fused kernels apply), its state is
+    re-keyed to them, and its step updates the stack in place. ``state_dict()`` of a member's
+    optimizer is therefore the separate run's, and its update is the separate run's update of the
+    same gradient, bit for bit."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer], models: list[torch.nn.Module], model: StackedModel):
         self.optimizers, self.model = optimizers, model
-        rule: type[StackedUpdate] = STACKED_UPDATES[type(optimizers[0])]
-        self.update = rule([o.param_groups[0] for o in optimizers])
-        # member m's parameter objects, in the stacked model's order
-        self.member_params = [self._params_by_name(o, model) for o in optimizers]
-        self.state: list[dict | None] = []
-        for k, name in enumerate(model.param_names):
-            self.state.append(self.update.stacked_state([o.state.get(params[k], {}) for o, params
-                                                         in zip(optimizers, self.member_params)]))
-            if self.state[-1] is not None:
-                self.state[-1] = {key: (t.to(model.params[name].device) if key != "step" else t)
-                                  for key, t in self.state[-1].items()}
+        self.views: list[dict[str, torch.Tensor]] = []
+        for optimizer, member in zip(optimizers, models):
+            name_of = {id(p): name for name, p in member.named_parameters()}
+            trained = [p for group in optimizer.param_groups for p in group["params"]]
+            if sorted(name_of.get(id(p), "") for p in trained) != sorted(model.param_names):
+                raise ValueError("the optimizer does not train exactly the model's parameters: it cannot be stacked; "
+                                 "set stack=False")
+            self.views.append({name_of[id(p)]: p for p in trained})
+        self._stack_views()
 
-    @staticmethod
-    def _params_by_name(optimizer, model: StackedModel) -> list[torch.Tensor]:
-        ordered = optimizer.param_groups[0]["params"]
-        if len(ordered) != len(model.param_names):
-            raise ValueError("the optimizer does not train every parameter of the model: it cannot be stacked")
-        return list(ordered)
+    def _stack_views(self) -> None:
+        """Point every member's optimizer at its slice of the current stacked parameters."""
+        for k, optimizer in enumerate(self.optimizers):
+            old = self.views[k]
+            new = {name: self.model.params[name].detach()[k] for name in old}
+            by_old = {id(t): name for name, t in old.items()}
+            for group in optimizer.param_groups:
+                group["params"] = [new[by_old[id(p)]] for p in group["params"]]
+            state = defaultdict(dict)
+            state.update({new[by_old[id(p)]] if id(p) in by_old else p: value for p, value in optimizer.state.items()})
+            optimizer.state = state
+            self.views[k] = new
+        self.addresses = [{name: v.data_ptr() for name, v in views.items()} for views in self.views]
 
     @torch.no_grad()
     def step(self) -> None:
-        for k, name in enumerate(self.model.param_names):
-            p = self.model.params[name]
-            if p.grad is None:
-                continue
-            if self.state[k] is None:
-                self.state[k] = self.update.init_state(p)
-            self.update.update(p, p.grad, self.state[k])
+        params = self.model.params
+        for k, optimizer in enumerate(self.optimizers):
+            for name, view in self.views[k].items():
+                grad = params[name].grad
+                view.grad = None if grad is None else grad[k]
+            optimizer.step()
+            for name, view in self.views[k].items():
+                view.grad = None
+                if view.data_ptr() != self.addresses[k][name]:
+                    raise ValueError(f"{type(optimizer).__name__} replaced the tensor of parameter {name!r} instead of "
+                                     f"updating it in place (p.data = ...), so it cannot train in a stack; set "
+                                     f"stack=False")
+        for p in params.values():
             p.grad = None
 
-    def write_member(self, k: int) -> None:
-        """Member ``k``'s optimizer state into its own optimizer (torch's format)."""
-        optimizer = self.optimizers[k]
-        for j, p in enumerate(self.member_params[k]):
-            if self.state[j] is not None:
-                optimizer.state[p] = self.update.member_state(self.state[j], k)
-
     def keep(self, kept: list[int]) -> None:
+        """Only the members at positions ``kept`` go on (after :meth:`StackedModel.keep`)."""
         self.optimizers = [self.optimizers[k] for k in kept]
-        self.member_params = [self.member_params[k] for k in kept]
-        self.update = type(self.update)([o.param_groups[0] for o in self.optimizers])
-        for j, state in enumerate(self.state):
-            if state is not None:
-                self.state[j] = {key: t.index_select(0, torch.tensor(kept, device=t.device)) for key, t in state.items()}
+        self.views = [self.views[k] for k in kept]
+        self._stack_views()
 
 
 class _Member(TrainingRun):
@@ -150,7 +210,7 @@ class StackedTraining:
         self.problem, self.config, self.channel = problem, config, channel
         self.active: list[_Member] = []
         self.model: StackedModel | None = None
-        self.optimizer: StackedOptimizer | None = None
+        self.optimizer: MemberOptimizers | None = None
         self.diverged = 0
         self.last_progress = 0.0
 
@@ -187,23 +247,21 @@ class StackedTraining:
     # -- the stack --------------------------------------------------------------------------
     def _build(self, members: list[_Member]) -> None:
         self.active = members
-        self.model = StackedModel([mm.algo.model for mm in members])
-        self.optimizer = StackedOptimizer([mm.algo.optimizer for mm in members], self.model)
+        models = [mm.algo.model for mm in members]
+        self.model = StackedModel(models)
+        self.optimizer = MemberOptimizers([mm.algo.optimizer for mm in members], models, self.model)
 
     def materialise(self, member: _Member, optimizer_state: bool) -> None:
         if member not in self.active:
             return  # it has left the stack: its algorithm holds its last numbers already
-        k = self.active.index(member)
-        self.model.write_member(k, member.algo.model)
-        if optimizer_state:
-            self.optimizer.write_member(k)
+        self.model.write_member(self.active.index(member), member.algo.model)
 
     def _keep(self, statuses: dict) -> None:
         kept = [k for k, mm in enumerate(self.active) if mm.index not in statuses]
         if len(kept) == len(self.active):
             return
-        for k, mm in enumerate(self.active):
-            if mm.index in statuses:  # its algorithm keeps its last numbers (a resume reads those)
+        for mm in self.active:
+            if mm.index in statuses:  # its algorithm keeps its last weights
                 self.materialise(mm, True)
         self.active = [self.active[k] for k in kept]
         if self.active:
