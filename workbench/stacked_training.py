@@ -28,6 +28,7 @@ from torch.func import functional_call, vmap
 
 from workbench import messages as m
 from workbench.errors import ConfigError
+from workbench.member_steps import DIRECT_STEPS
 from workbench.training import Channel, TrainingRun
 
 
@@ -156,11 +157,23 @@ class MemberOptimizers:
             optimizer.state = state
             self.views[k] = new
         self.addresses = [{name: v.data_ptr() for name, v in views.items()} for views in self.views]
+        # the names of each optimizer's first group's parameters, in its order
+        self.names = [[{id(v): name for name, v in views.items()}.get(id(p)) for p in optimizer.param_groups[0]["params"]]
+                      for views, optimizer in zip(self.views, self.optimizers)]
 
     @torch.no_grad()
     def step(self) -> None:
+        """Every member's update: its optimizer's direct step (:mod:`workbench.member_steps`) where
+        there is one, else its ``optimizer.step()``."""
         params = self.model.params
         for k, optimizer in enumerate(self.optimizers):
+            direct = DIRECT_STEPS.get(type(optimizer))
+            if direct is not None:
+                ordered = optimizer.param_groups[0]["params"]
+                names = self.names[k]
+                grads = [params[name].grad for name in names]
+                if all(g is not None for g in grads) and direct(optimizer, ordered, [g[k] for g in grads]):
+                    continue
             for name, view in self.views[k].items():
                 grad = params[name].grad
                 view.grad = None if grad is None else grad[k]

@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from algorithms.optimizers.adema import AdEMA
-from algorithms.optimizers.persistent_sgd import PersistentSGD
+from algorithms.optimizers.adema import AdEMA, adema
+from algorithms.optimizers.persistent_sgd import PersistentSGD, persistent_sgd
 from workbench.algorithm import OptimizerAlgorithm, register_algorithm
+from workbench.member_steps import direct_step
 from workbench.params import Param
 
 # Devices on which torch.optim.AdamW(fused=True) has kernels for every floating dtype we use.
@@ -121,3 +122,33 @@ class AdEMAAlgorithm(_StepSizeAlgorithm):
     def effective_step_size(self) -> float:
         """lr (1 - decay) (the EMA tends to g; beta only sets how fast)."""
         return float(self.params["lr"]) * (1.0 - float(self.params["decay"]))
+
+
+def _buffers(optimizer, params) -> list | None:
+    """The one group's buffers of ``params`` (None before the first step or with several groups)."""
+    if len(optimizer.param_groups) != 1 or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+        return None
+    states = [optimizer.state.get(p) for p in params]
+    return None if any(not s for s in states) else [s[optimizer.buffer_name] for s in states]
+
+
+@direct_step(PersistentSGD)
+def _persistent_sgd_step(optimizer, params, grads) -> bool:
+    """A stack member's PersistentSGD step: the functional kernel ``step()`` calls (workbench.member_steps)."""
+    bufs = _buffers(optimizer, params)
+    if bufs is None:
+        return False
+    group = optimizer.param_groups[0]
+    persistent_sgd(params, grads, bufs, lr=group["lr"], decay=group["decay"], foreach=group["foreach"])
+    return True
+
+
+@direct_step(AdEMA)
+def _adema_step(optimizer, params, grads) -> bool:
+    """A stack member's AdEMA step: the functional kernel ``step()`` calls (workbench.member_steps)."""
+    bufs = _buffers(optimizer, params)
+    if bufs is None:
+        return False
+    group = optimizer.param_groups[0]
+    adema(params, grads, bufs, lr=group["lr"], beta=group["beta"], decay=group["decay"], foreach=group["foreach"])
+    return True
