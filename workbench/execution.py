@@ -1,8 +1,11 @@
 """What every executor relies on: the :class:`Driver` it trains for, and how many runs share the machine.
 
 An executor (:mod:`workbench.executors`: this process or worker processes; :mod:`workbench.ray_executor`:
-Ray tasks) is given the driver and the indices of the planned runs to train. It trains each with
-:func:`workbench.training.train_run` and hands every message back through ``driver.apply``. It
+Ray tasks) is given the driver and the units of work to train: tuples of plan indices, one run or
+the runs of a stack (``stack = True``, :mod:`workbench.stacking`). It trains each unit with
+:func:`workbench.training.train_unit` and hands every message back through ``driver.apply``; a unit
+whose worker is lost goes back to the driver run by run (``driver.lost``), and the runs it trains
+again are grouped into units anew (``driver.units``). It
 imports nothing from the driver's module: :class:`Driver` lists exactly the members it uses, and
 :class:`workbench.runner.Experiment` provides them.
 """
@@ -48,6 +51,12 @@ class Driver(Protocol):
 
     def lost(self, index: int, reason: str) -> bool:
         """Run ``index``'s worker died: True to train it again from its last checkpoint."""
+
+    def ended(self, index: int) -> bool:
+        """Run ``index`` has a final status in the record."""
+
+    def units(self, indices: list[int]) -> list[tuple[int, ...]]:
+        """The runs ``indices`` as units of work (stacks where ``stack = True``)."""
 
 
 def resolved_workers(config, runs: int | None = None) -> int:

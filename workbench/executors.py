@@ -1,12 +1,14 @@
 """Executors on this machine: where the planned runs train (:mod:`workbench.execution` says what
 they rely on; Ray's is :mod:`workbench.ray_executor`).
 
-* :class:`InProcess` (``workers=1``, or ``"auto"`` with one run): one run after another in this
+A unit of work is one run, or the runs of a stack (``stack = True``), trained together.
+
+* :class:`InProcess` (``workers=1``, or ``"auto"`` with one unit): one unit after another in this
   process, sharing the problem.
 * :class:`LocalWorkers` (``workers=N``, ``executor="local"``): N worker processes on this machine
   (standard library ``multiprocessing``). Each worker has the problem (the dataset on its device)
-  once and reuses it for every run it trains; it talks to the driver over its own pipe, so a worker
-  that dies breaks only its own run. Start method: *spawn* (a fresh interpreter that imports torch
+  once and reuses it for every unit it trains; it talks to the driver over its own pipe, so a worker
+  that dies breaks only its own unit. Start method: *spawn* (a fresh interpreter that imports torch
   and loads the dataset, about 2-3 s; the only method on Windows and the default on macOS), except
   on Linux for CPU runs with one thread per run, where *fork* starts a worker in milliseconds with
   the driver's problem already in memory (copy-on-write). Fork is not used with CUDA (a forked

@@ -1,5 +1,5 @@
 """The Ray executor (``executor="ray"``): each run is a Ray task (``run_resources`` is what it asks
-for). The dataset goes into Ray's object store once per experiment; rows, snapshots and checkpoint
+for), and each stack of runs (``stack = True``) one task asking for the sum of its runs' resources. The dataset goes into Ray's object store once per experiment; rows, snapshots and checkpoint
 bytes come back through a mailbox actor, so nodes need neither the data folder nor the run folder.
 What it relies on: :mod:`workbench.execution`.
 """
@@ -232,11 +232,13 @@ class RayExecutor:
         ray = self.ray
         config = worker_config(driver.config)
         resources = {"num_cpus": 1, **driver.config["run_resources"]}
-        task = ray.remote(_ray_task).options(max_retries=0, **resources)
+        remote = ray.remote(_ray_task)
+        task = remote.options(max_retries=0, **resources)
         largest = self._largest_node() if any(len(unit) > 1 for unit in todo) else {}
 
         def submit(unit: tuple[int, ...]):
-            launch = task if len(unit) == 1 else task.options(**stack_resources(resources, len(unit), largest))
+            launch = task if len(unit) == 1 else remote.options(max_retries=0, **stack_resources(resources, len(unit),
+                                                                                               largest))
             return launch.remote(config, [driver.prepare(index) for index in unit], data, driver.experiment_id, mailbox)
         mailbox = self._new_mailbox()
         data = ray.put(_split_to_numpy(driver.data()))

@@ -110,6 +110,28 @@ def test_ray_tasks_give_the_numbers_of_one_process(tiny_config, local_ray, dtype
     assert os.getpid() not in {r["where"]["pid"] for r in history["runs"]}
 
 
+@needs_ray
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ray_tasks_give_the_stacked_numbers_of_one_process(tiny_config, local_ray, dtype):
+    """A stack is one Ray task (its resources the sum of its members', capped at a node's); its
+    members' numbers are those of the same stack in this process, bit for bit."""
+    one, _ = _run(_config(tiny_config, dtype=dtype, stack=True))
+    rayed, code = _run(_config(tiny_config, dtype=dtype, stack=True, executor="ray"))
+    assert code == 0
+    history = record.load_history(rayed.run_dir)
+    _assert_same_numbers(history, record.load_history(one.run_dir))
+    assert [r["where"]["stack"]["runs"] for r in history["runs"]] == [[0, 3], [1, 4], [2, 5]] * 2
+    assert {r["where"]["executor"] for r in history["runs"]} == {"ray task"}
+
+
+def test_stack_resources_sum_the_members_up_to_the_largest_node():
+    from workbench.ray_executor import stack_resources
+
+    assert stack_resources({"num_cpus": 1, "num_gpus": 0.25}, 8, {"CPU": 4.0, "GPU": 1.0}) == {"num_cpus": 4.0,
+                                                                                              "num_gpus": 1.0}
+    assert stack_resources({"num_cpus": 1}, 3, {"CPU": 16.0}) == {"num_cpus": 3}
+
+
 def test_snapshots_travel_back_with_the_rows(tiny_config):
     config = _config(tiny_config, snapshot_every=3, model="growing_mlp", model_args=dict(hidden_size=2),
                      seeds=[0], runs=[dict(algorithm="growth", method="random", grow_every=4,
