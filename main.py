@@ -6,8 +6,8 @@
                                                            (e.g. "adamw.lr=grid([1e-4, 1e-3, 1e-2])")
     python main.py NAME --dry-run                          print the plan of runs; create nothing
     python main.py --resume results/RUN_DIR [workers=N ...] continue the unfinished runs of a record
-                                                           (workers / executor / ray_address /
-                                                           run_resources / progress may change)
+                                                           (how the runs execute may change:
+                                                           workers, executor, device, stack, ...)
     python main.py --list                                  registered algorithms, datasets, models, experiments
     python main.py --records                               the records in results/, newest last
 

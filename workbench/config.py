@@ -224,8 +224,8 @@ FIELDS: tuple[Field, ...] = (
            "space: grid([...]), and with tune choice([...]), uniform(lo, hi), loguniform(lo, hi)", False, _runs),
     _field("tune", None, dict, "tune the search spaces on the validation split, the same budget per entry: "
            "dict(budget=8, metric=\"val_acc\", sampler=\"sobol\", seeds=[0]); see README", True, _tune),
-    _field("stack", False, bool, "train runs that differ only in seed and optimizer hyperparameter values as one "
-           "stacked model (see README \"Stacked training\"; runs that cannot be stacked train as before)"),
+    _field("stack", False, bool, "train runs of one algorithm that differ only in seed and parameter values as one "
+           "stacked model (README \"Stacked training\"; runs that cannot be stacked train alone)"),
     _field("stack_size", None, int, "most runs in one stack (None: all of a group)", True, _positive_int),
     _field("log_every", 50, int, "steps between training-loss rows (mean over the steps since the last row)",
            False, _positive_int),

@@ -3,7 +3,7 @@
 An executor (:mod:`workbench.executors`: this process or worker processes; :mod:`workbench.ray_executor`:
 Ray tasks) is given the driver and the units of work to train: tuples of plan indices, one run or
 the runs of a stack (``stack = True``, :mod:`workbench.stacking`). It trains each unit with
-:func:`workbench.training.train_unit` and hands every message back through ``driver.apply``; a unit
+:func:`workbench.stacked_training.train_unit` and hands every message back through ``driver.apply``; a unit
 whose worker is lost goes back to the driver run by run (``driver.lost``), and the runs it trains
 again are grouped into units anew (``driver.units``). It
 imports nothing from the driver's module: :class:`Driver` lists exactly the members it uses, and

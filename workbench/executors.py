@@ -61,7 +61,7 @@ class InProcess:
     in_process = True  # the runs call the driver's hooks themselves
 
     def run(self, driver: Driver, todo: list[tuple[int, ...]]) -> None:
-        from workbench.training import train_unit
+        from workbench.stacked_training import train_unit
 
         problem = driver.problem()
         for unit in todo:
@@ -129,7 +129,7 @@ def _serve(conn, config, problem) -> None:
         if sig is not None:
             signal.signal(sig, on_signal)
     from workbench.problem import build_problem, configure_torch, resolve_device
-    from workbench.training import train_unit
+    from workbench.stacked_training import train_unit
 
     if problem is not None:  # forked: the driver's problem, this process's settings
         configure_torch(config)

@@ -146,7 +146,7 @@ def _ray_task(config, tasks: list, data, experiment_id: str, mailbox) -> list:
     store without a copy (a top-level argument: Ray resolves it before the task starts, so the task
     never blocks on it); the problem is built from it once per worker process and experiment."""
     from workbench.problem import build_problem, configure_torch, resolve_device
-    from workbench.training import train_unit
+    from workbench.stacked_training import train_unit
 
     configure_torch(config)  # a Ray worker process may have trained another experiment's runs
     device = resolve_device(config["device"])  # "auto": the GPU Ray assigned to this task, if any

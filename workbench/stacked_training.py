@@ -29,7 +29,7 @@ from torch.func import functional_call, vmap
 from workbench import messages as m
 from workbench.errors import ConfigError
 from workbench.member_steps import DIRECT_STEPS
-from workbench.training import Channel, TrainingRun
+from workbench.training import Channel, TrainingRun, train_run
 
 
 class StackedModel:
@@ -308,8 +308,8 @@ class StackedTraining:
             for scheduler in schedulers:
                 if scheduler is not None:
                     scheduler.step()
-            stop = any(mm._stop_requested() for mm in self.active)
-            save = _Once(self.active[0]._save_due)
+            # the lead's answers hold for the whole stack (its hooks see it once its step is counted)
+            stop, save = _Once(self.active[0]._stop_requested), _Once(self.active[0]._save_due)
             for k, member in enumerate(self.active):
                 metrics = {"train_loss": losses[k]}
                 if schedulers[k] is not None:
@@ -336,8 +336,8 @@ class StackedTraining:
 
 
 class _Once:
-    """``fn()`` called at most once, its answer kept: every member of a stack checkpoints at the
-    same step, so that a resume finds them at one step and stacks them again."""
+    """``fn()`` called at most once, its answer kept: every member of a stack stops and
+    checkpoints at the same step, so that a resume finds them at one step and stacks them again."""
 
     def __init__(self, fn):
         self.fn, self.answer = fn, None
@@ -348,7 +348,11 @@ class _Once:
         return self.answer
 
 
-def train_stack(problem, config, specs: list[dict], channel: Channel, checkpoints: list[bytes | None],
-                **options) -> list[str]:
-    """Train the planned runs ``specs`` as one stack (:class:`StackedTraining`); their statuses."""
-    return StackedTraining(problem, config, specs, channel, **options).execute(checkpoints)
+def train_unit(problem, config, tasks: list[tuple[dict, bytes | None]], channel: Channel, **options) -> list[str]:
+    """Train one unit of work: ``tasks`` is ``[(spec, checkpoint)]``, one run
+    (:func:`workbench.training.train_run`) or the runs of a stack (:class:`StackedTraining`);
+    returns their final statuses."""
+    if len(tasks) == 1:
+        return [train_run(problem, config, tasks[0][0], channel, tasks[0][1], **options)]
+    return StackedTraining(problem, config, [spec for spec, _ in tasks], channel, **options).execute(
+        [checkpoint for _, checkpoint in tasks])

@@ -223,14 +223,15 @@ class TrainingRun:
             return self.finish()
         while True:
             x, y = self._next_batch(full, bs)
-            ended = self.after_step(self.algo.step(x, y), self._stop_requested(), self._save_due)
+            ended = self.after_step(self.algo.step(x, y), self._stop_requested, self._save_due)
             if ended is not None:
                 return ended
 
-    def after_step(self, step_metrics: dict, stop: bool, save_due: Callable[[], bool]) -> tuple[str, str | None] | None:
+    def after_step(self, step_metrics: dict, stop_requested: Callable[[], bool],
+                   save_due: Callable[[], bool]) -> tuple[str, str | None] | None:
         """Everything due after one update with ``step_metrics``: rows, evaluations, snapshots,
-        checkpoints, the stop (``stop``: asked to stop; ``save_due()``: a checkpoint is due). Returns
-        how the run ends when it ends at this step, else None."""
+        checkpoints, the stop (``stop_requested()``: asked to stop, read once the step is counted;
+        ``save_due()``: a checkpoint is due). Returns how the run ends at this step, else None."""
         algo, state, schedule = self.algo, self.state, self.schedule
         n = self.problem.n_train
         state.step += 1
@@ -244,6 +245,7 @@ class TrainingRun:
             state.position, state.perm = 0, None
         seconds = state.seconds
         due = schedule.after_step(state.step, seconds, epoch_done, algo.converged, wants_row)
+        stop = stop_requested()
         if due.row:
             ended = self._row(due, seconds, step_metrics, self.loss_acc)
             if ended is not None:
@@ -384,13 +386,3 @@ def train_run(problem: Problem, config, spec: dict, channel: Channel, checkpoint
     """Train one planned run (see :class:`TrainingRun`); returns its final status."""
     return TrainingRun(problem, config, spec, channel, **options).execute(checkpoint)
 
-
-def train_unit(problem: Problem, config, tasks: list[tuple[dict, bytes | None]], channel: Channel,
-               **options: Any) -> list[str]:
-    """Train one unit of work: ``tasks`` is ``[(spec, checkpoint)]``, one run or the runs of a stack
-    (:mod:`workbench.stacked_training`); returns their final statuses."""
-    if len(tasks) == 1:
-        return [train_run(problem, config, tasks[0][0], channel, tasks[0][1], **options)]
-    from workbench.stacked_training import train_stack
-
-    return train_stack(problem, config, [spec for spec, _ in tasks], channel, [ckpt for _, ckpt in tasks], **options)

@@ -49,7 +49,7 @@ class FakeDriver:
 
 def test_in_process_trains_the_runs_in_order_and_every_run_reports_start_to_done(tiny_config):
     driver = FakeDriver(copy.deepcopy(tiny_config))
-    InProcess().run(driver, [1, 0])
+    InProcess().run(driver, [(1,), (0,)])
     assert driver.calls == ["problem", ("prepare", 1), ("prepare", 0)]
     kinds = [(type(msg).__name__, msg.index) for msg in driver.messages if not isinstance(msg, m.Progress)]
     assert kinds[0] == ("Start", 1) and kinds[1] == ("Reset", 1) and ("Done", 1) in kinds
