@@ -41,8 +41,10 @@ sys.path.insert(0, str(ROOT))
 from workbench.config import load_config  # noqa: E402
 from workbench.runner import Experiment  # noqa: E402
 
-LRS = {"adamw": (1e-3, 3e-3, 1e-2), "persistent_sgd": (3e-3, 1e-2, 3e-2), "sgd": (0.03, 0.1, 0.3),
-       "adema": (0.3, 1.0, 3.0)}
+# three learning rates of a stable regime each (PersistentSGD's default decay 0.99: effective steps
+# 0.1, 0.3, 1.0; 1.0 is the reference's): float32 rounding differences grow where training is chaotic
+LRS = {"adamw": (1e-3, 3e-3, 1e-2), "persistent_sgd": (1e-3, 3e-3, 1e-2), "sgd": (0.03, 0.1, 0.3),
+       "adema": (10.0, 30.0, 100.0)}
 
 
 def config(optimizer: str, lrs, seeds, out_dir: str, budget: list[str], threads: int = 1, **names):
@@ -139,7 +141,8 @@ def cpu_table(optimizer: str, budget: list[str], out: str) -> None:
     separate = last_accuracies(results[0][3])
     worst = max(max(abs(a - b) for a, b in zip(separate, last_accuracies(h))) for _, _, _, h in results)
     weights, activations = member_memory(config(optimizer, lrs, seeds, out, budget))
-    print(f"largest difference of a run's last test accuracy from its separate workers=1 run: {worst:.3g} points")
+    print(f"largest difference of a run's last test accuracy from its separate workers=1 run: {worst:.3g} points "
+          f"(float32: stacked and separate agree to rounding, which training can amplify)")
     print(f"memory per member of a stack: {weights:.2f} MB weights + gradients + optimizer state, "
           f"{activations:.2f} MB activations of one step")
 

@@ -110,9 +110,11 @@ class Problem:
         in the problem's dtype (``data.normalise``); float inputs as they are."""
         if self.data.normalise is None:
             return x
-        key = (x.device, x.dim())
+        key = x.device
         if self._normaliser is None or self._normaliser[0] != key:  # made once, not every batch
-            shape = (1, -1) + (1,) * (x.dim() - 2)
+            # (channels, 1, ...): aligned with the channel axis of one example, whatever leads it
+            # (a batch, or a stack's members and batch)
+            shape = (-1,) + (1,) * (self.data.x_train.dim() - 2)
             mean, std = (torch.as_tensor(v, dtype=self.dtype, device=x.device).reshape(shape)
                          for v in self.data.normalise)
             self._normaliser = (key, mean, std)

@@ -305,3 +305,21 @@ def test_stack_is_an_execution_name_and_dry_run_shows_the_stacks(tiny_config, ca
     assert [row.split()[-1] for row in rows] == ["1", "1", "-", "1", "-", "-"]
     assert "stack=True: 3 runs in 1 stack (3 runs), 3 runs alone (2 newton_summary: " in text
     assert "1 sgd: no other run of its algorithm to stack with (stack_size=3)" in text
+
+
+def test_inputs_of_a_stack_are_each_members_inputs(tiny_config):
+    """uint8 images normalised per channel (CIFAR, image folders): a stack's [M, B, C, H, W] batch
+    is normalised along its channel axis, as each member's [B, C, H, W] batch is."""
+    from workbench.problem import DataSplit, build_problem
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (20, 3, 4, 4), generator=g, dtype=torch.uint8)
+    data = DataSplit(images[:16], torch.arange(16) % 3, images[16:], torch.arange(4) % 3, task="classification",
+                     n_outputs=3, normalise=((0.2, 0.5, 0.8), (0.1, 0.2, 0.3)))
+    problem = build_problem(Config.of({**tiny_config, "dataset_args": {}}), torch.device("cpu"), data=data)
+    idx = torch.randperm(16, generator=g).view(2, 8)
+    stacked = problem.inputs(data.x_train[idx])
+    for k in range(2):
+        assert torch.equal(stacked[k], problem.inputs(data.x_train[idx[k]]))
+    channel = problem.inputs(data.x_train[:1])[0, 2]
+    assert torch.equal(channel, (data.x_train[0, 2].double() - 0.8) / 0.3)  # the third channel's own mean and std
