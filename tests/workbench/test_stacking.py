@@ -84,22 +84,25 @@ def test_every_member_has_the_numbers_of_its_separate_run(tiny_config):
     assert all(r["metrics"]["lr"][-1] < r["params"]["lr"] for r in scheduled)
 
 
-@pytest.mark.parametrize("model, model_args", [
-    ("resnet20", dict(depth=8, width=4)),   # batch norm: buffers under vmap
-    ("cnn", dict(channels=(3, 4), hidden=8)),
+@pytest.mark.parametrize("model, model_args, augment", [
+    ("resnet20", dict(depth=8, width=4), dict(crop=2, flip=True)),  # batch norm's buffers under vmap; augment
+    ("cnn", dict(channels=(3, 4), hidden=8), None),
 ])
-def test_a_model_under_vmap_has_the_numbers_of_its_separate_runs(tiny_config, tmp_path, model, model_args):
-    images = np.random.default_rng(0).integers(0, 256, size=(64, 3, 8, 8), dtype=np.uint8)
-    labels = np.arange(64) % 3
-    np.savez(tmp_path / "tiny.npz", x_train=images[:48], y_train=labels[:48], x_test=images[48:], y_test=labels[48:])
-    config = _config(tiny_config, [dict(algorithm="sgd", lr=grid([0.01, 0.05]), momentum=0.9)], dataset="npz",
-                     dataset_args={}, data_path=str(tmp_path / "tiny.npz"), model=model, model_args=model_args,
-                     epochs=3, log_every=1)
+def test_a_model_under_vmap_has_the_numbers_of_its_separate_runs(tiny_config, tmp_path, model, model_args, augment):
+    """CIFAR-format files (uint8, normalised per channel on the device) with vmapped models."""
+    from tests.workbench.test_data_files import write_cifar10
+
+    write_cifar10(tmp_path, per_file=10)
+    config = _config(tiny_config, [dict(algorithm="sgd", lr=grid([0.01, 0.05]), momentum=0.9)], dataset="cifar10",
+                     dataset_args=dict(verify_counts=False), data_dir=str(tmp_path), model=model,
+                     model_args=model_args, augment=augment, epochs=2, log_every=1)
     separate, _ = _trained(config)
     stacked, code = _trained({**config, "stack": True})
     assert code == 0
     assert StackedModel([stacked.problem().build_model()]).layers is None  # the vmap path, not the MLP's
-    _assert_close_runs(record.load_history(stacked.run_dir), record.load_history(separate.run_dir))
+    history = record.load_history(stacked.run_dir)
+    assert all(len(r["where"]["stack"]["runs"]) == 4 for r in history["runs"])
+    _assert_close_runs(history, record.load_history(separate.run_dir))
 
 
 def test_a_diverging_member_stops_alone_and_the_others_keep_their_numbers(tiny_config):
