@@ -248,6 +248,34 @@ def test_a_killed_worker_is_trained_again_from_its_checkpoint_and_the_others_go_
     _assert_same_numbers(final, record.load_history(ref_dir))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_killed_worker_trains_its_stack_again_from_the_checkpoints_and_the_other_stack_goes_on(tmp_path):
+    config = _long_config(tmp_path, max_steps=2500, runs=4)
+    results = tmp_path / "results"
+    process = _main([str(config), f"out_dir={results}", "progress=False", "workers=2", "stack=True", "stack_size=2"])
+
+    def checkpointed(h):  # both members of the second stack checkpointed, with rows on record
+        return _rows(h, 3) > 30 and len(list(results.glob("*/checkpoints/run_00[23].pt"))) == 2
+    run_dir, history = _history_when(results, checkpointed)
+    assert history["runs"][2]["where"]["stack"]["runs"] == [2, 3]
+    victim = history["runs"][2]["where"]["pid"]
+    os.kill(victim, signal.SIGSTOP)
+    frozen = pickle.loads((run_dir / "history.pkl").read_bytes())
+    assert frozen["runs"][3]["status"] == "running" and _rows(frozen, 3) < 250, "the stack ended before the kill"
+    os.kill(victim, signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert err.count(f"worker process {victim} was killed by signal SIGKILL") == 2 and "training it again" in err
+    final = record.load_history(run_dir)
+    assert [r["status"] for r in final["runs"]] == ["finished"] * 4
+    assert final["runs"][2]["where"]["pid"] != victim and final["runs"][2]["where"]["stack"]["runs"] == [2, 3]
+    reference = _main([str(config), f"out_dir={tmp_path / 'reference'}", "progress=False", "stack=True",
+                       "stack_size=2", "workers=1"])
+    reference.communicate(timeout=300)
+    ref_dir = next((tmp_path / "reference").glob("*/history.pkl")).parent
+    _assert_same_numbers(final, record.load_history(ref_dir))
+
+
 def test_a_run_lost_twice_is_failed_with_how_to_resume_and_resume_trains_it(tiny_config, capsys):
     experiment = Experiment.create(_config(tiny_config, seeds=[0], runs=RUNS[:1]))  # progress=False
     experiment.prepare(0)
