@@ -10,7 +10,7 @@
 # .whl (and data, for the real MNIST files) in the device call's carry. Without the MNIST files a
 # random dataset of MNIST's shape is written first: the timings are the same.
 #
-# Every step has its own time limit (480 s in all: the whole check fits in 8 minutes, one device
+# Every step has its own time limit (500 s in all: the whole check fits in 8.5 minutes, one device
 # call), so one hung step cannot cost the others; the exit code is the number of failed steps.
 set -u
 cd "$(dirname "$0")/.."
@@ -64,12 +64,13 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...
 
 : > "$SUMMARY.parts"
 step "environment" 20 bash -c "nvidia-smi -L; $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0))'"
-step "cuda tests" 150 "$PY" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rs
-step "MNIST epoch vs reference loop" 60 "$PY" bench/mnist_epoch.py --device cuda --data-dir "$DATA_DIR"
+step "cuda tests" 130 "$PY" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rs
+step "MNIST epoch vs reference loop" 50 "$PY" bench/mnist_epoch.py --device cuda --data-dir "$DATA_DIR"
 step "NewtonSummary refresh backends" 60 "$PY" bench/newton_summary.py --quick
-step "sliced W2 10k, JKO N=4000" 60 "$PY" bench/wasserstein.py --device cuda
+step "sliced W2 10k, JKO N=4000" 50 "$PY" bench/wasserstein.py --device cuda
 step "growth statistics" 40 "$PY" bench/growth.py --quick --device cuda
-step "runs packed on one GPU" 90 "$PY" bench/parallel.py --gpu-pack "--epochs=1"
+step "runs packed on one GPU" 70 "$PY" bench/parallel.py --gpu-pack "--epochs=1"
+step "stacked training: 8, 32, 128 runs" 90 "$PY" bench/stacked.py --device cuda --optimizers adamw --max-steps 200 --data-dir "$DATA_DIR"
 
 {
     echo "# GPU check: $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null || echo 'no git')"

@@ -18,12 +18,12 @@ is printed below the table (weights, gradients and optimizer state from the stac
 activations of one step). Every stacked run's last test accuracy is compared with its separate
 run's (they agree to rounding, float32).
 
-On a GPU (``--device cuda``, used by bench/gpu_check.sh): stacks of 8, 32 and 128 members
-(``--members``) against the same runs packed as worker processes (``workers=4``), in runs per
-minute, with the stack's peak GPU memory per member.
+With ``--members`` (the default on a GPU, ``--device cuda``, as bench/gpu_check.sh runs it): seed
+studies of 8, 32 and 128 runs, one stack against the same runs packed as worker processes
+(``workers=4``), in runs per minute, with the stack's peak GPU memory per member.
 
     .venv/bin/python bench/stacked.py [--optimizers adamw persistent_sgd] [--epochs 1] [--max-steps N]
-    python bench/stacked.py --device cuda --members 8 32 128 --max-steps 300
+    python bench/stacked.py --device cuda --optimizers adamw --max-steps 200      (8, 32, 128 runs)
 """
 from __future__ import annotations
 
@@ -147,18 +147,26 @@ def cpu_table(optimizer: str, budget: list[str], out: str) -> None:
           f"{activations:.2f} MB activations of one step")
 
 
-def gpu_table(optimizer: str, members: list[int], budget: list[str], out: str) -> None:
-    print(f"\n{optimizer} on {torch.cuda.get_device_name()}: MNIST 784-256-10, batch 64, float32")
+def members_table(optimizer: str, members: list[int], budget: list[str], out: str, device: str) -> None:
+    """Seed studies of ``members`` runs: one stack against ``workers=4`` processes packed on the device."""
+    cuda = device == "cuda"
+    where = torch.cuda.get_device_name() if cuda else "this CPU"
+    print(f"\n{optimizer} on {where}: MNIST 784-256-10, batch 64, float32; a seed study of N runs")
     print(f"{'runs':>5} {'stacked s':>10} {'runs/min':>9} {'workers=4 s':>12} {'runs/min':>9} {'ratio':>6} {'MB/member':>10}")
     for count in members:
-        lrs, seeds = (LRS[optimizer][1],), tuple(range(count))  # a seed study of `count` runs
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        stacked, _ = timed_run(config(optimizer, lrs, seeds, out, budget, workers=1, stack=True, device="cuda"))
-        per_member = (torch.cuda.max_memory_allocated() - before) / count / 2**20
-        separate, _ = timed_run(config(optimizer, lrs, seeds, out, budget, workers=4, device="cuda"))
+        lrs, seeds = (LRS[optimizer][1],), tuple(range(count))
+        experiment = Experiment.create(config(optimizer, lrs, seeds, out, budget, workers=1, stack=True, device=device))
+        if cuda:  # the dataset is on the GPU already: what the stack adds
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        start = time.perf_counter()
+        experiment.run()
+        stacked = time.perf_counter() - start
+        per_member = f"{(torch.cuda.max_memory_allocated() - before) / count / 2**20:.2f}" if cuda else "-"
+        separate, _ = timed_run(config(optimizer, lrs, seeds, out, budget, workers=4, device=device))
         print(f"{count:>5} {stacked:>10.2f} {60 * count / stacked:>9.1f} {separate:>12.2f} {60 * count / separate:>9.1f} "
-              f"{separate / stacked:>5.1f}x {per_member:>10.2f}", flush=True)
+              f"{separate / stacked:>5.1f}x {per_member:>10}", flush=True)
 
 
 def main() -> None:
@@ -167,13 +175,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=None, help="cap every run at this many steps")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--members", type=int, nargs="+", default=[8, 32, 128], help="stack sizes (--device cuda)")
+    parser.add_argument("--data-dir", default=None, help="the folder holding MNIST/ (default: the config's data_dir)")
+    parser.add_argument("--members", type=int, nargs="+", default=None,
+                        help="seed studies of these many runs, stacked against workers=4 (default on cuda: 8 32 128)")
     args = parser.parse_args()
     budget = [f"epochs={args.epochs}"] + ([f"max_steps={args.max_steps}"] if args.max_steps else [])
+    budget += [f"data_dir={str(Path(args.data_dir).resolve())!r}"] if args.data_dir else []
     with tempfile.TemporaryDirectory() as out:
         for optimizer in args.optimizers:
-            if args.device == "cuda":
-                gpu_table(optimizer, args.members, budget, out)
+            members = args.members or ([8, 32, 128] if args.device == "cuda" else None)
+            if members:
+                members_table(optimizer, members, budget, out, args.device)
             else:
                 cpu_table(optimizer, budget, out)
 
