@@ -203,8 +203,8 @@ class _Member(TrainingRun):
         self.last_loss: float | None = None
         self.last_acc: float | None = None
 
-    def materialise(self, optimizer_state: bool) -> None:
-        self.stack.materialise(self, optimizer_state)
+    def materialise(self) -> None:
+        self.stack.materialise(self)
 
     def _progress(self, row: dict | None, force: bool = False) -> None:
         if row is not None:
@@ -254,7 +254,6 @@ class StackedTraining:
 
     def _end(self, member: _Member, statuses: dict, status: str, error: str | None) -> None:
         statuses[member.index] = status
-        self.diverged += status == "diverged"
         member.end(status, error)
 
     # -- the stack --------------------------------------------------------------------------
@@ -264,7 +263,8 @@ class StackedTraining:
         self.model = StackedModel(models)
         self.optimizer = MemberOptimizers([mm.algo.optimizer for mm in members], models, self.model)
 
-    def materialise(self, member: _Member, optimizer_state: bool) -> None:
+    def materialise(self, member: _Member) -> None:
+        """Copy ``member``'s weights out of the stack into its model (its optimizer holds its state)."""
         if member not in self.active:
             return  # it has left the stack: its algorithm holds its last numbers already
         self.model.write_member(self.active.index(member), member.algo.model)
@@ -275,7 +275,7 @@ class StackedTraining:
             return
         for mm in self.active:
             if mm.index in statuses:  # its algorithm keeps its last weights
-                self.materialise(mm, True)
+                self.materialise(mm)
         self.active = [self.active[k] for k in kept]
         if self.active:
             self.model.keep(kept)
@@ -290,6 +290,8 @@ class StackedTraining:
                 self._end(member, statuses, *member.finish())
         if len(sizes) > 1 or full:
             raise ValueError("the runs of a stack must share their batch size and train on mini-batches")
+        if len(statuses) == len(self.members):  # every run had used its budget already
+            return
         self._build([mm for mm in self.members if mm.index not in statuses])
         problem, data = self.problem, self.problem.data
         while self.active:
@@ -310,19 +312,23 @@ class StackedTraining:
                     scheduler.step()
             # the lead's answers hold for the whole stack (its hooks see it once its step is counted)
             stop, save = _Once(self.active[0]._stop_requested), _Once(self.active[0]._save_due)
+            ended = []
             for k, member in enumerate(self.active):
                 metrics = {"train_loss": losses[k]}
                 if schedulers[k] is not None:
                     metrics["lr"] = rates[k]
-                ended = member.after_step(metrics, stop, save)
-                if ended is not None:
-                    self._end(member, statuses, *ended)
+                end = member.after_step(metrics, stop, save)
+                if end is not None:
+                    ended.append((member, end))
+            self.diverged += sum(end[0] == "diverged" for _, end in ended)
+            self._progress(force=bool(ended))  # the display's last word on the runs that end here
+            for member, end in ended:
+                self._end(member, statuses, *end)
             self._keep(statuses)
-            self._progress()
 
-    def _progress(self) -> None:
+    def _progress(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if now - self.last_progress < 0.5 or not self.active:
+        if (now - self.last_progress < 0.5 and not force) or not self.active:
             return
         self.last_progress = now
         lead = self.active[0]

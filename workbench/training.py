@@ -118,10 +118,10 @@ class TrainingRun:
         self.loss_acc: torch.Tensor | None = None  # training loss summed since the last row
         self._perm_on_device: list = [None, None]
 
-    def materialise(self, optimizer_state: bool) -> None:
-        """Make ``self.algo`` hold the run's current weights (and, with ``optimizer_state``, its
-        optimizer's state) before they are read. A run that trains on its own holds them already;
-        a member of a stack (:mod:`workbench.stacked_training`) copies them out of the stack."""
+    def materialise(self) -> None:
+        """Make ``self.algo``'s model hold the run's current weights before they are read (an
+        evaluation, a snapshot, a checkpoint). A run that trains on its own holds them already; a
+        member of a stack (:mod:`workbench.stacked_training`) copies them out of the stack."""
 
     # -- the whole run ----------------------------------------------------------------------
     def execute(self, checkpoint: bytes | None = None) -> str:
@@ -285,7 +285,7 @@ class TrainingRun:
             self._emit_row(row)
             return "diverged", f"non-finite training loss {mean} at step {state.step}"
         if due.evaluate:
-            self.materialise(False)
+            self.materialise()
             row.update(self.algo.evaluate())
             self._check_target_metric(row)
         self._emit_row(row)
@@ -331,7 +331,7 @@ class TrainingRun:
         self.out.row(row)
 
     def _snapshot(self) -> None:
-        self.materialise(False)
+        self.materialise()
         snap = self.algo.snapshot()
         self.last_snapshot_step = self.state.step
         if snap is None:
@@ -353,7 +353,7 @@ class TrainingRun:
         state = self.state
         data = None
         if self.config["checkpoint"]:
-            self.materialise(True)
+            self.materialise()
             data = checkpoint_bytes({
                 "algorithm": self.algo.state_dict(), "step": state.step, "epoch": state.epoch,
                 "position": state.position, "perm": state.perm, "elapsed": state.seconds,

@@ -527,7 +527,9 @@ def test_a_killed_ray_mailbox_retrains_the_runs_in_flight_and_the_experiment_goe
     and the record equals an uninterrupted run's."""
     from workbench.runner import Hooks
 
-    short = dict(epochs=300, seeds=[0], runs=RUNS[:2], save_every=0.2)
+    # 9000 steps: a row of step 600 reaches the driver (every 0.5 s) while its run has thousands of
+    # steps to go, however fast or loaded the machine (the kill must find the runs in flight)
+    short = dict(epochs=1500, seeds=[0], runs=RUNS[:2], save_every=0.2, log_every=50)
     reference, _ = _run(_config(tiny_config, **short))
     killed = {}
 
