@@ -70,12 +70,13 @@ class Lines:
         total = facts.get("total")
         step = facts.get("step", 0)
         parts = [f"step {step}" + (f"/{total} ({100 * step / total:.0f}%)" if total else "")]
-        if facts.get("members") is not None:
-            parts.append(f"{facts['members']} runs training, {facts.get('diverged', 0)} diverged")
+        stack = facts.get("members") is not None  # a stack's line: its runs' means
+        if stack:
+            parts.append(f"stack: {facts['members']} runs training, {facts.get('diverged', 0)} diverged")
         if facts.get("loss") is not None:
-            parts.append(f"loss {facts['loss']:.4g}")
+            parts.append(f"{'mean loss' if stack else 'loss'} {facts['loss']:.4g}")
         if facts.get("acc") is not None:
-            parts.append(f"acc {facts['acc']:.2f}")
+            parts.append(f"{'mean acc' if stack else 'acc'} {facts['acc']:.2f}")
         return ", ".join(parts)
 
     def finish(self, index: int, counted: bool = True, status: str | None = None) -> None:

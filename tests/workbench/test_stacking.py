@@ -293,7 +293,7 @@ def test_a_stack_has_one_progress_line():
         lines.finish(index, status="finished")
     said = stream.getvalue().splitlines()
     assert sum("start" in line for line in said) == 1 and "stack of 4 runs" in said[0]
-    assert "4 runs training, 1 diverged" in said[1] and "loss 0.5" in said[1]
+    assert "stack: 4 runs training, 1 diverged" in said[1] and "mean loss 0.5" in said[1]
     assert sum("finished" in line for line in said) == 4 and said[-1].endswith("(4/4 runs done)")
 
 
