@@ -257,3 +257,62 @@ def test_the_step_loop_does_not_synchronise_per_step(tiny_config):
     allowed = epochs + rows + 2 * evaluations + 2
     assert len(syncs) <= allowed, [str(w.message)[:100] for w in syncs[:5]]
     assert allowed < steps / 3
+
+
+# -- stacked training ------------------------------------------------------------------------------
+def test_a_stack_on_the_gpu_matches_its_separate_runs_on_the_cpu(tiny_config):
+    """stack=True on the GPU (the MLP's batched matmuls, each member's fused AdamW / foreach
+    PersistentSGD step on its slice) against separate runs on the CPU, float64."""
+    from workbench import record
+    from workbench.runner import Experiment
+
+    runs = [dict(algorithm="adamw", lr=1e-2), dict(algorithm="adamw", lr=3e-3),
+            dict(algorithm="persistent_sgd", lr=0.02, decay=0.9)]
+    histories = {}
+    for device, stack in (("cuda", True), ("cpu", False)):
+        experiment = Experiment.create(_config(tiny_config, device=device, stack=stack, runs=runs, seeds=[0, 1]))
+        assert experiment.run() == 0
+        histories[device] = record.load_history(experiment.run_dir)
+    assert all(len(r["where"]["stack"]["runs"]) in (2, 4) for r in histories["cuda"]["runs"])
+    for a, b in zip(histories["cuda"]["runs"], histories["cpu"]["runs"], strict=True):
+        for key in ("train_loss", "test_loss", "test_acc"):
+            np.testing.assert_allclose(a["metrics"][key], b["metrics"][key], rtol=1e-9, atol=1e-12,
+                                       equal_nan=True, err_msg=key)
+
+
+def test_the_stacked_step_loop_does_not_synchronise_per_step(tiny_config):
+    """A stack of 4 AdamW runs, 3 epochs of 24 steps: synchronising calls per row and evaluation of
+    each member only, none per step."""
+    from workbench.plan import plan_runs
+    from workbench.problem import build_problem
+    from workbench.config import Config
+    from workbench.stacked_training import train_unit
+
+    config = _config(tiny_config, batch_size=4, log_every=1000, epochs=3, seeds=[0, 1],
+                     runs=[dict(algorithm="adamw", lr=1e-2), dict(algorithm="adamw", lr=1e-3)])
+    problem = build_problem(config)
+    plan = plan_runs(Config.of(config))
+
+    class Sink:
+        flush_every = 3600.0
+
+        def send(self, messages):
+            pass
+
+        def stop_requested(self):
+            return False
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            statuses = train_unit(problem, config, [(spec, None) for spec in plan], Sink())
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert statuses == ["finished"] * 4
+    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
+    members, epochs, steps = 4, 3, 72
+    rows = evaluations = 1 + epochs
+    allowed = members * (epochs + rows + 2 * evaluations + 2)  # as a separate run's, per member
+    assert len(syncs) <= allowed and allowed < members * steps / 3, [str(w.message)[:100] for w in syncs[:5]]
