@@ -220,6 +220,31 @@ def test_a_checkpoint_moves_between_gpu_and_cpu(tiny_config, first, then):
         np.testing.assert_allclose(a["metrics"]["train_loss"], b["metrics"]["train_loss"], rtol=1e-9, atol=1e-12)
 
 
+class _Sink:
+    """A channel that drops every message (the step loop's own synchronisations are counted)."""
+
+    flush_every = 3600.0
+
+    def send(self, messages):
+        pass
+
+    def stop_requested(self):
+        return False
+
+
+def _synchronising_calls(train):
+    """``train()``'s result and the CUDA synchronisations it made (sync debug mode's warnings)."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = train()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return result, [w for w in caught if "synchroniz" in str(w.message).lower()]
+
+
 def test_the_step_loop_does_not_synchronise_per_step(tiny_config):
     """The permutation moves to the GPU once per epoch and the loss stays on the device between
     rows: the synchronising calls of 3 epochs of 24 steps (one row per epoch) are counted."""
@@ -232,25 +257,8 @@ def test_the_step_loop_does_not_synchronise_per_step(tiny_config):
     spec = {"index": 0, "algorithm": "sgd", "label": "sgd", "seed": 0,
             "params": ALGORITHMS["sgd"].resolve_params({"lr": 0.1})}
 
-    class Sink:
-        flush_every = 3600.0
-
-        def send(self, messages):
-            pass
-
-        def stop_requested(self):
-            return False
-
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            status = train_run(problem, config, spec, Sink())
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+    status, syncs = _synchronising_calls(lambda: train_run(problem, config, spec, _Sink()))
     assert status == "finished"
-    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
     epochs, steps = 3, 72
     rows, evaluations = 1 + epochs, 1 + epochs  # step 0 and every epoch end, each with an evaluation
     # allowed: the permutation's copy per epoch, the loss sum per row, loss and accuracy per evaluation
@@ -293,25 +301,8 @@ def test_the_stacked_step_loop_does_not_synchronise_per_step(tiny_config):
     problem = build_problem(config)
     plan = plan_runs(Config.of(config))
 
-    class Sink:
-        flush_every = 3600.0
-
-        def send(self, messages):
-            pass
-
-        def stop_requested(self):
-            return False
-
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            statuses = train_unit(problem, config, [(spec, None) for spec in plan], Sink())
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+    statuses, syncs = _synchronising_calls(lambda: train_unit(problem, config, [(spec, None) for spec in plan], _Sink()))
     assert statuses == ["finished"] * 4
-    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
     members, epochs, steps = 4, 3, 72
     rows = evaluations = 1 + epochs
     allowed = members * (epochs + rows + 2 * evaluations + 2)  # as a separate run's, per member

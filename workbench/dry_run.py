@@ -15,7 +15,7 @@ from workbench.errors import ConfigError
 from workbench.plan import entries_of, plan_runs
 from workbench.problem import build_problem, load_data, planned_steps
 from workbench.registry import ALGORITHMS
-from workbench.stacking import model_problem, stack_units, why_not_stackable
+from workbench.stacking import stack_units, why_model_cannot_stack, why_not_stackable
 from workbench.summary import format_table
 
 
@@ -84,7 +84,7 @@ def _stacking(config, plan: list[dict], data) -> tuple[dict[int, str], str]:
     refused = None
     if data is not None:
         problem = build_problem(config, torch.device("cpu"), data=data)
-        refused = model_problem(problem.build_model(), problem)
+        refused = why_model_cannot_stack(problem.build_model(), problem)
     if refused:
         return {}, f"stack=True, but the model cannot train stacked ({refused}): every run trains alone"
     units = stack_units(plan, list(range(len(plan))), config["stack_size"])

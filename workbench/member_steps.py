@@ -32,25 +32,26 @@ def direct_step(optimizer_class: type):
     return decorate
 
 
-def _plain_group(optimizer) -> dict | None:
+def plain_group(optimizer) -> dict | None:
     """The one parameter group, if the optimizer has one and no step hooks; else None."""
     if len(optimizer.param_groups) != 1 or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
         return None
     return optimizer.param_groups[0]
 
 
-def _states(optimizer, params) -> list[dict] | None:
+def member_states(optimizer, params) -> list[dict] | None:
+    """The optimizer's state of each of ``params``; None before its first step (some state empty)."""
     states = [optimizer.state.get(p) for p in params]
     return None if any(not s for s in states) else states
 
 
 def _adam(optimizer, params, grads, decoupled: bool) -> bool:
     """torch's ``_fused_adam`` for one device and dtype: the steps counted, then the fused kernel."""
-    group = _plain_group(optimizer)
+    group = plain_group(optimizer)
     if (group is None or not group["fused"] or group["capturable"] or group["differentiable"]
             or torch.is_tensor(group["lr"]) or getattr(optimizer, "grad_scale", None) is not None):
         return False
-    states = _states(optimizer, params)
+    states = member_states(optimizer, params)
     if states is None:
         return False
     steps = [s["step"] for s in states]
@@ -77,12 +78,12 @@ def _adamw_step(optimizer, params, grads) -> bool:
 @direct_step(torch.optim.SGD)
 def _sgd_step(optimizer, params, grads) -> bool:
     """torch's functional ``sgd`` with the momentum buffers (which exist after the first step)."""
-    group = _plain_group(optimizer)
+    group = plain_group(optimizer)
     if group is None or group["fused"] or getattr(optimizer, "grad_scale", None) is not None:
         return False
     buffers: list = [None] * len(params)
     if group["momentum"] != 0:
-        states = _states(optimizer, params)
+        states = member_states(optimizer, params)
         if states is None or any(s.get("momentum_buffer") is None for s in states):
             return False
         buffers = [s["momentum_buffer"] for s in states]

@@ -43,7 +43,7 @@ from workbench.plugins import keep_copies
 from workbench.progress import Bars, Lines, display
 from workbench.run_folder import write_resolved_config, write_summary
 from workbench.run_state import RunState, read_checkpoint
-from workbench.stacking import model_problem, stack_units
+from workbench.stacking import stack_units, why_model_cannot_stack
 from workbench.summary import warning_lines
 from workbench.trackers import BaseTracker, tracker_class
 from workbench.training import checkpoint_counts
@@ -163,9 +163,9 @@ class Experiment:
         device = resolve_device(config.device)
         data = load_data(config)
         problem = build_problem(config, device, data=data) if executor.in_process else None
-        model_problem_here = problem or build_problem(config, torch.device("cpu"), data=data)
-        model = model_problem_here.build_model()
-        refused = model_problem(model, model_problem_here) if config.stack else ""
+        checked_problem = problem or build_problem(config, torch.device("cpu"), data=data)
+        model = checked_problem.build_model()
+        refused = why_model_cannot_stack(model, checked_problem) if config.stack else ""
         if refused and units != runs:  # every run trains on its own: as many workers as runs
             units = runs
             if executor.name != "ray":
@@ -256,7 +256,7 @@ class Experiment:
         """Why the config's model cannot train stacked ("" if it can), found once."""
         if self._stacking is None:
             problem = self._problem or build_problem(self.config, torch.device("cpu"), data=self.data())
-            self._stacking = model_problem(problem.build_model(), problem) or ""
+            self._stacking = why_model_cannot_stack(problem.build_model(), problem) or ""
             if self._stacking:
                 tqdm.write(_refusal(self._stacking), file=sys.stderr)
         return self._stacking

@@ -47,10 +47,10 @@ class StackedModel:
         self.base = models[0]
         self.param_names = [name for name, _ in self.base.named_parameters()]
         self.buffer_names = [name for name, _ in self.base.named_buffers()]
-        self.params = {name: torch.stack([dict(mm.named_parameters())[name].detach() for mm in models]).requires_grad_()
-                       for name in self.param_names}
-        self.buffers = {name: torch.stack([dict(mm.named_buffers())[name] for mm in models])
-                        for name in self.buffer_names}
+        params = [dict(mm.named_parameters()) for mm in models]
+        buffers = [dict(mm.named_buffers()) for mm in models]
+        self.params = {name: torch.stack([p[name].detach() for p in params]).requires_grad_() for name in self.param_names}
+        self.buffers = {name: torch.stack([b[name] for b in buffers]) for name in self.buffer_names}
         self.layers = _mlp_layers(self.base)
 
         def member_loss(params, buffers, x, y, problem):
@@ -95,20 +95,19 @@ _ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.GELU, torch.nn.Sigmoid, t
 
 
 def _mlp_layers(model: torch.nn.Module) -> list[tuple] | None:
-    """The layers of a plain MLP (``[Flatten] (Linear | activation)* [Flatten(0)]``, as
+    """The layers of a plain MLP (``Flatten (Linear | activation)* [Flatten(0)]``, as
     :func:`workbench.models.mlp` builds) as (kind, module, parameter names); None for any other model."""
-    if type(model) is not torch.nn.Sequential or len(model) == 0:
+    modules = list(model.named_children())
+    if (type(model) is not torch.nn.Sequential or len(modules) < 2 or not isinstance(modules[0][1], torch.nn.Flatten)
+            or (modules[0][1].start_dim, modules[0][1].end_dim) != (1, -1)):
         return None
-    layers, modules = [], list(model.named_children())
-    if isinstance(modules[0][1], torch.nn.Flatten):
-        if (modules[0][1].start_dim, modules[0][1].end_dim) != (1, -1):
-            return None
-        modules = modules[1:]
-    squeeze = bool(modules) and isinstance(modules[-1][1], torch.nn.Flatten)
+    modules = modules[1:]
+    squeeze = isinstance(modules[-1][1], torch.nn.Flatten)
     if squeeze:
         if (modules[-1][1].start_dim, modules[-1][1].end_dim) != (0, -1):
             return None
         modules = modules[:-1]
+    layers = []
     for name, module in modules:
         if type(module) is torch.nn.Linear:
             layers.append(("linear", None, (f"{name}.weight",) + ((f"{name}.bias",) if module.bias is not None else ())))
@@ -116,11 +115,7 @@ def _mlp_layers(model: torch.nn.Module) -> list[tuple] | None:
             layers.append(("act", module, ()))
         else:
             return None
-    if not layers or layers[-1][0] != "linear" and not squeeze:
-        return None
-    if squeeze:
-        layers.append(("squeeze", None, ()))
-    return layers
+    return layers + [("squeeze", None, ())] if squeeze else layers
 
 
 class MemberOptimizers:

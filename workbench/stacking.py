@@ -11,7 +11,7 @@ Stackable (:func:`why_not_stackable`): an algorithm that trains with
 :class:`workbench.algorithm.OptimizerAlgorithm`'s own constructor and step (``sgd``, ``adamw``,
 ``persistent_sgd``, ``adema``, ``torch.optim.NAME``, ``file.py:Class`` optimizers), on mini-batches;
 and a model that ``torch.func.vmap`` can run (no random layers such as dropout, no data-dependent
-Python control flow: :func:`model_problem`). Anything else trains as separate runs.
+Python control flow: :func:`why_model_cannot_stack`). Anything else trains as separate runs.
 """
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ from collections.abc import Callable
 
 from workbench.algorithm import OptimizerAlgorithm
 from workbench.registry import ALGORITHMS
-
-# ---------------------------------------------------------------------------------------------
-# which runs share a stack
 
 def why_not_stackable(spec: dict) -> str | None:
     """Why the planned run ``spec`` must train on its own (None: it may share a stack)."""
@@ -61,17 +58,17 @@ def stack_units(plan: list[dict], todo: list[int], size: int | None,
     return [tuple(unit) for unit in units]
 
 
-def model_problem(model: torch.nn.Module, problem) -> str | None:
+def why_model_cannot_stack(model: torch.nn.Module, problem) -> str | None:
     """Why two copies of ``model`` cannot train stacked on ``problem`` (None: they can): a forward
-    and backward of two members on two training examples under ``torch.func.vmap``, which refuses
-    random layers (dropout) and data-dependent Python control flow."""
+    and backward of two members on two training examples, as a stack runs them (``torch.func.vmap``
+    refuses random layers such as dropout and data-dependent Python control flow)."""
+    import torch
+
     from workbench.stacked_training import StackedModel
 
+    x, y = problem.inputs(problem.data.x_train[:2]), problem.data.y_train[:2]
     try:
-        stacked = StackedModel([model, model])
-        x = problem.inputs(problem.data.x_train[:2]).unsqueeze(0).expand(2, *([-1] * problem.data.x_train[:2].dim()))
-        y = problem.data.y_train[:2].unsqueeze(0).expand(2, *([-1] * problem.data.y_train[:2].dim()))
-        stacked.losses(problem, x.contiguous(), y.contiguous()).sum().backward()
+        StackedModel([model, model]).losses(problem, torch.stack([x, x]), torch.stack([y, y])).sum().backward()
     except Exception as exc:  # noqa: BLE001  whatever vmap refuses, the runs train separately
         lines = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {lines[0] if lines else ''}"

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from algorithms.optimizers.adema import AdEMA, adema
-from algorithms.optimizers.persistent_sgd import PersistentSGD, persistent_sgd
+from algorithms.optimizers.adema import AdEMA
+from algorithms.optimizers.persistent_sgd import PersistentSGD
 from workbench.algorithm import OptimizerAlgorithm, register_algorithm
-from workbench.member_steps import direct_step
+from workbench.member_steps import direct_step, member_states, plain_group
 from workbench.params import Param
 
 # Devices on which torch.optim.AdamW(fused=True) has kernels for every floating dtype we use.
@@ -124,31 +124,15 @@ class AdEMAAlgorithm(_StepSizeAlgorithm):
         return float(self.params["lr"]) * (1.0 - float(self.params["decay"]))
 
 
-def _buffers(optimizer, params) -> list | None:
-    """The one group's buffers of ``params`` (None before the first step or with several groups)."""
-    if len(optimizer.param_groups) != 1 or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
-        return None
-    states = [optimizer.state.get(p) for p in params]
-    return None if any(not s for s in states) else [s[optimizer.buffer_name] for s in states]
-
-
-@direct_step(PersistentSGD)
-def _persistent_sgd_step(optimizer, params, grads) -> bool:
-    """A stack member's PersistentSGD step: the functional kernel ``step()`` calls (workbench.member_steps)."""
-    bufs = _buffers(optimizer, params)
-    if bufs is None:
+def _buffered_step(optimizer, params, grads) -> bool:
+    """A stack member's PersistentSGD or AdEMA step (workbench.member_steps): the optimizer's own
+    ``_update`` on its buffers, what ``step()`` calls once the buffers exist."""
+    group, states = plain_group(optimizer), member_states(optimizer, params)
+    if group is None or states is None:
         return False
-    group = optimizer.param_groups[0]
-    persistent_sgd(params, grads, bufs, lr=group["lr"], decay=group["decay"], foreach=group["foreach"])
+    optimizer._update(params, grads, [state[optimizer.buffer_name] for state in states], group)
     return True
 
 
-@direct_step(AdEMA)
-def _adema_step(optimizer, params, grads) -> bool:
-    """A stack member's AdEMA step: the functional kernel ``step()`` calls (workbench.member_steps)."""
-    bufs = _buffers(optimizer, params)
-    if bufs is None:
-        return False
-    group = optimizer.param_groups[0]
-    adema(params, grads, bufs, lr=group["lr"], beta=group["beta"], decay=group["decay"], foreach=group["foreach"])
-    return True
+for _optimizer in (PersistentSGD, AdEMA):
+    direct_step(_optimizer)(_buffered_step)
